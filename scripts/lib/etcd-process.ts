@@ -1,0 +1,151 @@
+/**
+ * Starts and stops a real single-member etcd: the one `npm start` embeds and the throw-away ones
+ * the tests use. The binary comes from scripts/fetch-etcd.sh (Debian trixie's 3.5.16, no root).
+ *
+ * Fast election flags make a fresh member healthy in ~150 ms; readiness is polled on `/health`,
+ * never slept for.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort } from './ports.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+let cachedBinary: string | undefined;
+
+/** The etcd binary, fetched on first use (idempotent). */
+export function etcdBinary(): string {
+  if (cachedBinary) return cachedBinary;
+  const out = execFileSync('bash', [path.join(root, 'scripts/fetch-etcd.sh')], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const bin = out.trim().split('\n').pop();
+  if (!bin) throw new Error('scripts/fetch-etcd.sh printed no etcd path');
+  cachedBinary = bin;
+  return bin;
+}
+
+export interface EtcdOptions {
+  /** Data directory; a fresh temporary one (removed on stop) when unset. */
+  dataDir?: string;
+  clientPort?: number;
+  peerPort?: number;
+  /** Where etcd's own log goes; discarded when unset. */
+  logFile?: string;
+  /** Extra flags, e.g. `['--auto-compaction-retention', '0']`. */
+  extraArgs?: string[];
+}
+
+/** A running etcd member. `stop` is idempotent and safe to call from `finally`/`afterAll`. */
+export interface EtcdProcess {
+  readonly endpoint: string;
+  readonly clientPort: number;
+  readonly dataDir: string;
+  readonly pid: number | undefined;
+  /** SIGKILL the member (a crash, for fault tests) and wait for it to exit. */
+  kill(): Promise<void>;
+  /** Start it again on the same ports and data directory; resolves once healthy. */
+  restart(): Promise<void>;
+  /** SIGTERM, wait, and remove the data directory if it was temporary. */
+  stop(): Promise<void>;
+}
+
+export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdProcess> {
+  const bin = etcdBinary();
+  const temporary = options.dataDir === undefined;
+  const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'edgewatch-etcd-'));
+  mkdirSync(dataDir, { recursive: true });
+  const clientPort = options.clientPort ?? (await freePort());
+  const peerPort = options.peerPort ?? (await freePort());
+  const endpoint = `http://127.0.0.1:${clientPort}`;
+  const args = [
+    '--name',
+    'edgewatch',
+    '--data-dir',
+    dataDir,
+    '--listen-client-urls',
+    endpoint,
+    '--advertise-client-urls',
+    endpoint,
+    '--listen-peer-urls',
+    `http://127.0.0.1:${peerPort}`,
+    '--initial-advertise-peer-urls',
+    `http://127.0.0.1:${peerPort}`,
+    '--initial-cluster',
+    `edgewatch=http://127.0.0.1:${peerPort}`,
+    '--heartbeat-interval',
+    '10',
+    '--election-timeout',
+    '100',
+    '--log-level',
+    'warn',
+    ...(options.extraArgs ?? []),
+  ];
+
+  let child: ChildProcess | undefined;
+  let stopped = false;
+
+  const launch = async () => {
+    const { openSync } = await import('node:fs');
+    const out = options.logFile ? openSync(options.logFile, 'a') : 'ignore';
+    const proc = spawn(bin, args, { stdio: ['ignore', out, out] });
+    child = proc;
+    const exited = new Promise<never>((_, reject) => {
+      proc.once('exit', (code, signal) => reject(new Error(`etcd exited during start (${code ?? signal})`)));
+      proc.once('error', reject);
+    });
+    await Promise.race([waitHealthy(endpoint), exited]);
+    exited.catch(() => {});
+  };
+
+  const waitExit = (proc: ChildProcess, signal: NodeJS.Signals) =>
+    new Promise<void>((resolve) => {
+      if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+      proc.once('exit', () => resolve());
+      proc.kill(signal);
+    });
+
+  await launch();
+
+  return {
+    endpoint,
+    clientPort,
+    dataDir,
+    get pid() {
+      return child?.pid;
+    },
+    async kill() {
+      if (child) await waitExit(child, 'SIGKILL');
+    },
+    async restart() {
+      if (child) await waitExit(child, 'SIGKILL');
+      await launch();
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      if (child) await waitExit(child, 'SIGTERM');
+      if (temporary) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Polls etcd's `/health` until it reports healthy; throws after `timeoutMs`. */
+export async function waitHealthy(endpoint: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const res = await fetch(`${endpoint}/health`);
+      const body = (await res.json()) as { health?: string };
+      if (body.health === 'true') return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`etcd at ${endpoint} not healthy after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

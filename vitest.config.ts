@@ -1,0 +1,15 @@
+import { defineConfig } from 'vitest/config';
+
+/**
+ * Unit tests sit beside the code (`core/store.test.ts`); tests against real etcd, relay and
+ * workerd live in `test/`. Both run in one `vitest run`, each file in its own process.
+ */
+export default defineConfig({
+  test: {
+    include: ['core/**/*.test.ts', 'relay/**/*.test.ts', 'worker/**/*.test.ts', 'test/**/*.test.ts'],
+    pool: 'forks',
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    teardownTimeout: 30_000,
+  },
+});
