@@ -1,0 +1,71 @@
+/**
+ * The whole stack for a test file: a throw-away etcd, a relay in this process, and the Worker in
+ * workerd. `stop()` tears down all three and is safe to call from `afterAll` even after a failure.
+ */
+import { Etcd3 } from 'etcd3';
+import { parseConfig } from '../../relay/config.ts';
+import { silentLogger } from '../../relay/log.ts';
+import { type RunningRelay, startRelay } from '../../relay/server.ts';
+import { type EtcdProcess, startEtcd } from '../../scripts/lib/etcd-process.ts';
+import { type RunningWorker, startWorker } from './worker.ts';
+
+export const TEST_SECRET = 'test-replication-secret';
+
+export interface Stack {
+  etcd: EtcdProcess;
+  /** A plain etcd3 client for the test's own writes and reference reads. */
+  client: Etcd3;
+  relay: RunningRelay;
+  worker: RunningWorker | undefined;
+  stop(): Promise<void>;
+}
+
+export interface StackOptions {
+  prefixes?: string[];
+  /** Start the Worker too (default true). */
+  worker?: boolean;
+  relayArgs?: string[];
+  workerVars?: Record<string, string>;
+}
+
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const prefixes = options.prefixes ?? ['/registry/'];
+  const etcd = await startEtcd();
+  const client = new Etcd3({ hosts: etcd.endpoint });
+  let relay: RunningRelay | undefined;
+  let worker: RunningWorker | undefined;
+  const stop = async () => {
+    await worker?.stop();
+    await relay?.stop();
+    client.close();
+    await etcd.stop();
+  };
+  try {
+    const config = parseConfig(
+      [
+        '--port',
+        '0',
+        '--etcd',
+        etcd.endpoint,
+        '--secret',
+        TEST_SECRET,
+        ...prefixes.flatMap((p) => ['--prefix', p]),
+        ...(options.relayArgs ?? []),
+      ],
+      {},
+    );
+    relay = await startRelay(config, silentLogger);
+    if (options.worker !== false) {
+      worker = await startWorker({
+        relayUrl: relay.url,
+        prefixes,
+        replicationSecret: TEST_SECRET,
+        ...(options.workerVars ? { vars: options.workerVars } : {}),
+      });
+    }
+    return { etcd, client, relay, worker, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
