@@ -36,7 +36,12 @@ export function makeObject(raw: RawKv): KvObject {
     modRevision: Revision;
     version: number;
     lease?: string;
-  } = { key: raw.key, createRevision: raw.createRevision, modRevision: raw.modRevision, version: raw.version };
+  } = {
+    key: raw.key,
+    createRevision: raw.createRevision,
+    modRevision: raw.modRevision,
+    version: raw.version,
+  };
   if (decoded === undefined) object.valueBase64 = bytesToBase64(raw.value);
   else object.value = decoded;
   if (raw.lease !== undefined && raw.lease !== '0') object.lease = raw.lease;

@@ -1,0 +1,231 @@
+/**
+ * The watch cache: the current state, the recent changes and the subscribers of one cached
+ * prefix, fed through `CacheSink`. The relay feeds it from etcd, an edge replica from the
+ * relay's stream; both serve reads and watches from it (the apiserver's watch_cache.go).
+ *
+ * Invariants:
+ * - `revision` never goes backwards except through `replace` (a relist), and the store's
+ *   contents are exactly etcd's state at `revision` for the prefix.
+ * - Every change in (history.startRevision, revision] is in the history, so the state at any
+ *   revision in [history.startRevision, revision] can be rebuilt by undoing batches.
+ * - Every batch is applied to the store, pushed to the history and published to the fan-out in
+ *   one synchronous step; a reader never sees one without the others.
+ *
+ *     new ──replace──► ready ──apply/progress──► ready (revision grows)
+ *                        ▲                          │
+ *                        └────────replace───────────┘   (subscribers not at the new revision get 410)
+ */
+import { Expired, TooLargeResourceVersion } from './errors.ts';
+import { Fanout, type SubscribeOptions, type Subscription } from './fanout.ts';
+import { EventHistory, type HistoryLimits } from './history.ts';
+import { KeyStore, type StoreSnapshot } from './store.ts';
+import type { CacheSink, Cancel, ChangeEvent, Clock, KvObject, Revision, RevisionBatch } from './types.ts';
+
+export interface WatchCacheOptions extends HistoryLimits {
+  readonly clock: Clock;
+  /** Materialised past snapshots kept for repeated Exact reads (paginated lists). Default 4. */
+  readonly snapshotCacheSize?: number;
+}
+
+interface Waiter {
+  readonly target: Revision;
+  readonly resolve: () => void;
+  readonly cancelTimer: Cancel;
+}
+
+/** See the module comment. Synchronous apart from `waitFor`; callers must not await mid-apply. */
+export class WatchCache implements CacheSink {
+  readonly history: EventHistory;
+  readonly fanout: Fanout;
+  readonly #clock: Clock;
+  readonly #snapshotCacheSize: number;
+  #store = new KeyStore();
+  #ready = false;
+  /** The snapshot at the current revision, shared by readers until the next write. */
+  #current: StoreSnapshot | undefined;
+  /** Past snapshots by revision, least recently used first (Map keeps insertion order). */
+  #past = new Map<Revision, StoreSnapshot>();
+  #waiters = new Set<Waiter>();
+  #revisionListeners = new Set<(revision: Revision) => void>();
+  #waitListeners = new Set<(target: Revision) => void>();
+
+  constructor(options: WatchCacheOptions) {
+    this.#clock = options.clock;
+    this.#snapshotCacheSize = options.snapshotCacheSize ?? 4;
+    this.history = new EventHistory(options.clock, options);
+    this.fanout = new Fanout(this.history);
+  }
+
+  /** The revision the cache is current to (0 until the first `replace`). */
+  get revision(): Revision {
+    return this.#store.revision;
+  }
+
+  /** False until the first `replace`: before that, the cache must not answer reads. */
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  /** Number of keys held now. */
+  get size(): number {
+    return this.#store.size;
+  }
+
+  /** Number of pending `waitFor` calls (the relay asks etcd for progress while this is > 0). */
+  get waiting(): number {
+    return this.#waiters.size;
+  }
+
+  // --- CacheSink ---
+
+  replace(revision: Revision, objects: readonly KvObject[]): void {
+    this.#store = new KeyStore(objects, revision);
+    this.#ready = true;
+    this.#current = undefined;
+    this.#past.clear();
+    this.history.reset(revision);
+    this.fanout.reset(revision);
+    this.#advanced();
+  }
+
+  apply(batch: RevisionBatch): void {
+    if (!this.#ready) throw new Error('watch cache: apply before the first replace');
+    if (batch.revision <= this.revision) {
+      throw new Error(`watch cache: batch at ${batch.revision} is not after ${this.revision}`);
+    }
+    const events = batch.events.map((event) => this.#applyEvent(event));
+    const normalised: RevisionBatch = events.every((e, i) => e === batch.events[i])
+      ? batch
+      : { revision: batch.revision, events };
+    this.#store.revision = batch.revision;
+    this.#current = undefined;
+    this.history.push(normalised);
+    this.fanout.publish(normalised);
+    this.#advanced();
+  }
+
+  progress(revision: Revision): void {
+    if (!this.#ready || revision <= this.revision) return;
+    this.#store.revision = revision;
+    this.#current = this.#current?.at(revision);
+    this.history.trim();
+    this.fanout.progress(revision);
+    this.#advanced();
+  }
+
+  // --- reads ---
+
+  /** The state at the current revision; O(1), immutable, safe to hold across awaits. */
+  snapshot(): StoreSnapshot {
+    this.#current ??= this.#store.snapshot();
+    return this.#current;
+  }
+
+  /**
+   * The state exactly at revision n, for n in [history.startRevision, revision]: the current
+   * store, cloned, with the batches after n undone through their `prev`s. Cost O(changes after n
+   * · log size) on a miss; the last few are kept, because paginated lists re-read one revision.
+   * A kept snapshot is served even after n left the window (it is still exactly etcd's state).
+   *
+   * Throws `Expired` when n < history.startRevision (and not kept), and
+   * `TooLargeResourceVersion` when n > revision (the caller should `waitFor(n)` first).
+   */
+  snapshotAt(n: Revision): StoreSnapshot {
+    if (n === this.revision) return this.snapshot();
+    if (n > this.revision) throw new TooLargeResourceVersion(n, this.revision);
+    const kept = this.#past.get(n);
+    if (kept !== undefined) {
+      this.#past.delete(n);
+      this.#past.set(n, kept);
+      return kept;
+    }
+    if (n < this.history.startRevision) {
+      throw new Expired(`too old resource version: ${n} (${this.history.startRevision})`);
+    }
+    const rewound = this.#store.clone();
+    for (const batch of this.history.newestFirst(n)) {
+      for (let i = batch.events.length - 1; i >= 0; i--) {
+        const event = batch.events[i] as ChangeEvent;
+        if (event.prev !== undefined) rewound.set(event.prev);
+        else rewound.delete(event.object.key);
+      }
+    }
+    rewound.revision = n;
+    const snapshot = rewound.snapshot();
+    this.#past.set(n, snapshot);
+    if (this.#past.size > this.#snapshotCacheSize) {
+      const oldest = this.#past.keys().next();
+      if (!oldest.done) this.#past.delete(oldest.value);
+    }
+    return snapshot;
+  }
+
+  /**
+   * Resolves once revision >= n; rejects with `TooLargeResourceVersion` after `timeoutMs`.
+   * Tells `onWait` listeners synchronously, so the relay can ask etcd for a progress notify.
+   */
+  waitFor(n: Revision, timeoutMs: number): Promise<void> {
+    if (this.revision >= n) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const waiter: Waiter = {
+        target: n,
+        resolve,
+        cancelTimer: this.#clock.setTimeout(() => {
+          this.#waiters.delete(waiter);
+          reject(new TooLargeResourceVersion(n, this.revision));
+        }, timeoutMs),
+      };
+      this.#waiters.add(waiter);
+      for (const listener of this.#waitListeners) listener(n);
+    });
+  }
+
+  /** Calls `listener(target)` whenever a `waitFor` starts waiting. */
+  onWait(listener: (target: Revision) => void): Cancel {
+    this.#waitListeners.add(listener);
+    return () => this.#waitListeners.delete(listener);
+  }
+
+  /** Calls `listener(revision)` after every advance (apply, progress, replace). */
+  onRevision(listener: (revision: Revision) => void): Cancel {
+    this.#revisionListeners.add(listener);
+    return () => this.#revisionListeners.delete(listener);
+  }
+
+  /**
+   * Subscribes to changes after `options.fromRevision` (see Fanout.subscribe). Throws `Expired`
+   * when that revision has left the window. For "initial state then changes", read
+   * `snapshot()` and subscribe from its revision in the same synchronous step.
+   */
+  watch(options: SubscribeOptions): Subscription {
+    return this.fanout.subscribe(options);
+  }
+
+  /**
+   * Applies one event to the store and returns it with `prev` set to what the store held: undo
+   * (snapshotAt) must restore exactly the state before, so the store, not the feed, is the
+   * authority. Feeds that send etcd's prevKv agree and pass through without a copy.
+   */
+  #applyEvent(event: ChangeEvent): ChangeEvent {
+    const key = event.object.key;
+    const before = this.#store.get(key);
+    if (event.type === 'PUT') this.#store.set(event.object);
+    else this.#store.delete(key);
+    const prev = event.prev;
+    if (before === undefined) return prev === undefined ? event : { type: event.type, object: event.object };
+    if (prev !== undefined && prev.modRevision === before.modRevision) return event;
+    return { type: event.type, object: event.object, prev: before };
+  }
+
+  #advanced(): void {
+    const revision = this.revision;
+    for (const waiter of this.#waiters) {
+      if (waiter.target <= revision) {
+        this.#waiters.delete(waiter);
+        waiter.cancelTimer();
+        waiter.resolve();
+      }
+    }
+    for (const listener of this.#revisionListeners) listener(revision);
+  }
+}
