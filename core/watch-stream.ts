@@ -1,0 +1,185 @@
+/**
+ * One client's watch as a byte stream: initial events, then every change after the start
+ * revision, bookmarks, and a final ERROR event when the watch cannot go on. Both tiers run it
+ * over their own cache's fan-out; only where the subscription comes from differs.
+ *
+ * Backpressure: the stream is pull-based. While the client's queue is over its high-water mark
+ * the subscription is paused, so the fan-out buffers (and, past its limit, re-reads history);
+ * the writer is never made to wait (STYLE.md §7).
+ *
+ *     start ─► initial events (pulled in chunks from a snapshot) ─► [BOOKMARK initialEventsEnd]
+ *           ─► live: batches, progress bookmarks ─► timeout: close │ error: ERROR event, close
+ */
+import { Expired } from './errors.ts';
+import type { SubscribeOptions, Subscription } from './fanout.ts';
+import {
+  bookmark,
+  errorEvent,
+  eventType,
+  frameEvent,
+  type WatchEventLine,
+  type WatchFraming,
+} from './format.ts';
+import type { KeyReader } from './store.ts';
+import type { Cancel, Clock, KvObject, Revision, RevisionBatch } from './types.ts';
+
+/** How often an idle watch with bookmarks enabled gets a BOOKMARK (API.md: at least every 10 s). */
+export const BOOKMARK_INTERVAL_MS = 5_000;
+/** Progress bookmarks are coalesced to at most one per this interval. */
+export const BOOKMARK_MIN_GAP_MS = 250;
+/** Initial events are produced this many objects per pull, never all at once. */
+const INITIAL_CHUNK = 256;
+/** Bytes queued for the client before the subscription pauses. */
+const HIGH_WATER_BYTES = 1 << 20;
+
+export interface WatchStreamOptions {
+  /** The list prefix being watched. */
+  prefix: string;
+  /**
+   * Where the watch starts: the state of a snapshot sent as synthetic ADDED events and then the
+   * changes after its revision; or only the changes after `revision`.
+   */
+  start: { initial: KeyReader } | { after: Revision };
+  /** Send `BOOKMARK {initialEventsEnd: true}` after the initial events (sendInitialEvents=true). */
+  initialEventsEnd: boolean;
+  allowBookmarks: boolean;
+  /** Close the stream cleanly after this long (timeoutSeconds). */
+  timeoutMs?: number | undefined;
+  framing: WatchFraming;
+  clock: Clock;
+  /** The tier's fan-out; throws `Expired` when `fromRevision` has left its window. */
+  subscribe(options: SubscribeOptions): Subscription;
+  /** Called once when the stream ends, however it ends (for metrics and leak checks). */
+  onEnd?(): void;
+}
+
+/** Builds the stream. Errors at subscription time are sent as an ERROR event, then the end. */
+export function watchStream(options: WatchStreamOptions): ReadableStream<Uint8Array> {
+  const encoder = new TextEncoder();
+  const { clock, framing } = options;
+  let controller!: ReadableStreamDefaultController<Uint8Array>;
+  let subscription: Subscription | undefined;
+  let initial: { items: KvObject[]; next: number; revision: Revision } | undefined;
+  let ended = false;
+  let lastSentAt = clock.now();
+  let lastBookmarkAt = Number.NEGATIVE_INFINITY;
+  let lastBookmarkRevision = 0;
+  let position: Revision = 'after' in options.start ? options.start.after : options.start.initial.revision;
+  const timers: Cancel[] = [];
+
+  const send = (event: WatchEventLine): boolean => {
+    if (ended) return false;
+    const bytes = encoder.encode(frameEvent(event, framing));
+    controller.enqueue(bytes);
+    lastSentAt = clock.now();
+    return (controller.desiredSize ?? 0) > 0;
+  };
+
+  const end = (error?: Error) => {
+    if (ended) return;
+    if (error) send(errorEvent(error));
+    ended = true;
+    for (const cancel of timers) cancel();
+    subscription?.close();
+    try {
+      controller.close();
+    } catch {
+      // already closed or cancelled by the client
+    }
+    options.onEnd?.();
+  };
+
+  const sendBookmark = (revision: Revision) => {
+    if (revision <= lastBookmarkRevision && clock.now() - lastSentAt < BOOKMARK_INTERVAL_MS) return;
+    lastBookmarkRevision = revision;
+    lastBookmarkAt = clock.now();
+    if (!send(bookmark(revision))) subscription?.pause();
+  };
+
+  let pendingBookmark: Cancel | undefined;
+  const onProgress = (revision: Revision) => {
+    position = revision;
+    if (!options.allowBookmarks) return;
+    const wait = lastBookmarkAt + BOOKMARK_MIN_GAP_MS - clock.now();
+    if (wait <= 0) return sendBookmark(revision);
+    if (pendingBookmark) return;
+    pendingBookmark = clock.setTimeout(() => {
+      pendingBookmark = undefined;
+      if (!ended) sendBookmark(position);
+    }, wait);
+    timers.push(() => pendingBookmark?.());
+  };
+
+  const onBatch = (batch: RevisionBatch): boolean => {
+    position = batch.revision;
+    let more = true;
+    for (const change of batch.events) more = send({ type: eventType(change), object: change.object });
+    return more;
+  };
+
+  const startLive = () => {
+    if (options.initialEventsEnd) send(bookmark(position, true));
+    try {
+      subscription = options.subscribe({
+        fromRevision: position,
+        prefix: options.prefix,
+        paused: (controller.desiredSize ?? 0) <= 0,
+        onBatch,
+        onProgress,
+        onClose: (error) =>
+          end(error ?? new Expired('the watch was closed by the server; resume from the last rv')),
+      });
+    } catch (error) {
+      end(error instanceof Error ? error : new Error(String(error)));
+    }
+  };
+
+  const idleBookmarks = () => {
+    const tick = () => {
+      if (ended) return;
+      if (clock.now() - lastSentAt >= BOOKMARK_INTERVAL_MS && initial === undefined) sendBookmark(position);
+      timers.push(clock.setTimeout(tick, BOOKMARK_INTERVAL_MS));
+    };
+    timers.push(clock.setTimeout(tick, BOOKMARK_INTERVAL_MS));
+  };
+
+  return new ReadableStream<Uint8Array>(
+    {
+      start(c) {
+        controller = c;
+        if (options.timeoutMs !== undefined) timers.push(clock.setTimeout(() => end(), options.timeoutMs));
+        if (options.allowBookmarks) idleBookmarks();
+        if ('initial' in options.start) {
+          const snapshot = options.start.initial;
+          initial = { items: snapshot.list(options.prefix).items, next: 0, revision: snapshot.revision };
+        } else {
+          startLive();
+        }
+      },
+      pull() {
+        if (ended) return;
+        if (initial !== undefined) {
+          const { items } = initial;
+          const stop = Math.min(items.length, initial.next + INITIAL_CHUNK);
+          for (; initial.next < stop; initial.next++) {
+            send({ type: 'ADDED', object: items[initial.next] });
+          }
+          if (initial.next >= items.length) {
+            initial = undefined;
+            startLive();
+          }
+          return;
+        }
+        subscription?.resume();
+      },
+      cancel() {
+        if (ended) return;
+        ended = true;
+        for (const cancel of timers) cancel();
+        subscription?.close();
+        options.onEnd?.();
+      },
+    },
+    new ByteLengthQueuingStrategy({ highWaterMark: HIGH_WATER_BYTES }),
+  );
+}
