@@ -1,0 +1,351 @@
+/**
+ * The list-then-watch loop that keeps a cache equal to etcd (client-go `tools/cache/reflector.go`).
+ *
+ * ```
+ *            ┌──────────── list fails: backoff ───────────┐
+ *            ▼                                            │
+ *  start ─► list ─► sink.replace(rev) ─► watch from rev+1 ─► batches / progress ─► sink
+ *            ▲                            ▲          │
+ *            │                            │          ├─ stream broken or silent: backoff,
+ *            │                            └──────────┘  watch again from (last revision seen)+1
+ *            └── compacted past our revision, or an inconsistent stream: relist ──┘
+ * ```
+ *
+ * The resume point is always the last revision the sink accepted (an event's or a progress
+ * notification's), never a response header's: a header revision can run ahead of the events
+ * delivered, and resuming from it silently loses them (what etcd3's own watcher does).
+ *
+ * Concurrency: everything runs on the one JS thread; the sink is called synchronously from the
+ * watch's callbacks, and `generation` discards callbacks from a watch that was already abandoned.
+ */
+import type { CacheSink, Cancel, Clock, KvObject, Revision, RevisionBatch } from '../core/types.ts';
+import { systemClock } from '../core/types.ts';
+import { type Logger, silentLogger } from './log.ts';
+
+/** Why a watch ended without its owner closing it. The reflector decides what to do per subclass. */
+export abstract class WatchEnded extends Error {
+  override get name() {
+    return this.constructor.name;
+  }
+}
+
+/** etcd compacted the history the watch needed: only a fresh list can resynchronise. */
+export class Compacted extends WatchEnded {
+  constructor(
+    readonly compactRevision: Revision,
+    message = `etcd compacted the history up to revision ${compactRevision}`,
+  ) {
+    super(message);
+  }
+}
+
+/** The stream failed, ended, was cancelled by etcd or went silent: watching again resumes it. */
+export class WatchBroken extends WatchEnded {}
+
+/** The stream broke an ordering rule (or the sink refused a batch): the cache must be rebuilt. */
+export class WatchInconsistent extends WatchEnded {}
+
+/** Callbacks of one watch, called in stream order and never after `ended` or `close()`. */
+export interface WatchHandlers {
+  /** One whole revision's events; revisions strictly increase along the stream. */
+  batch(batch: RevisionBatch): void;
+  /** Nothing under the prefix changed up to `revision` beyond what was delivered. */
+  progress(revision: Revision): void;
+  /** The watch is over (called at most once). */
+  ended(reason: WatchEnded): void;
+}
+
+/** An open watch. */
+export interface Watch {
+  /** Asks the source to send a progress notification as soon as it is current. */
+  requestProgress(): void;
+  /** Stops the watch; no handler is called afterwards. Idempotent. */
+  close(): void;
+}
+
+/**
+ * The seam between the reflector and etcd (client-go `ListerWatcher`), so that the loop can be
+ * tested with injected failures. `watch` resolves once the source has accepted the watch, and
+ * rejects if it could not be opened; handlers may already run before the promise settles.
+ */
+export interface ListerWatcher {
+  list(): Promise<{ readonly revision: Revision; readonly objects: readonly KvObject[] }>;
+  watch(startRevision: Revision, handlers: WatchHandlers): Promise<Watch>;
+}
+
+export interface ReflectorOptions {
+  readonly listerWatcher: ListerWatcher;
+  readonly sink: CacheSink;
+  readonly clock?: Clock;
+  readonly log?: Logger;
+  /** First retry delay; doubles per failure up to `maxBackoffMs`. Default 100 ms. */
+  readonly initialBackoffMs?: number;
+  /** Default 5 s. */
+  readonly maxBackoffMs?: number;
+  /** Uniform in [0, 1); for deterministic jitter in tests. */
+  readonly random?: () => number;
+  /** After this much silence on the watch, ask etcd for a progress notification. Default 5 s. */
+  readonly progressIntervalMs?: number;
+  /** After this much silence (or this long waiting for a watch to open) the stream is declared dead. Default 15 s. */
+  readonly silenceTimeoutMs?: number;
+}
+
+/** Returned by `ready` when the reflector is stopped before its first list completed. */
+export class ReflectorStopped extends Error {}
+
+export class Reflector {
+  /** Resolves after the first `sink.replace`; rejects with `ReflectorStopped` if stopped before. */
+  readonly ready: Promise<void>;
+  private readyResolve: () => void = () => {};
+  private readyReject: (err: Error) => void = () => {};
+  private readyFlag = false;
+
+  private readonly lw: ListerWatcher;
+  private readonly sink: CacheSink;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly random: () => number;
+  private readonly initialBackoffMs: number;
+  private readonly maxBackoffMs: number;
+  private readonly progressIntervalMs: number;
+  private readonly silenceTimeoutMs: number;
+
+  private currentRevision: Revision = 0;
+  private failures = 0;
+  private stopped = false;
+  private loop: Promise<void> | undefined;
+  /** Incremented per watch attempt; callbacks of older attempts are ignored. */
+  private generation = 0;
+  private current: Watch | undefined;
+  /** Ends the running watch attempt (resolves `watchOnce`). */
+  private endCurrent: ((reason: WatchEnded | 'stopped') => void) | undefined;
+  private wakeSleep: (() => void) | undefined;
+
+  constructor(options: ReflectorOptions) {
+    this.lw = options.listerWatcher;
+    this.sink = options.sink;
+    this.clock = options.clock ?? systemClock;
+    this.log = options.log ?? silentLogger;
+    this.random = options.random ?? Math.random;
+    this.initialBackoffMs = options.initialBackoffMs ?? 100;
+    this.maxBackoffMs = options.maxBackoffMs ?? 5_000;
+    this.progressIntervalMs = options.progressIntervalMs ?? 5_000;
+    this.silenceTimeoutMs = options.silenceTimeoutMs ?? 15_000;
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.readyResolve = resolve;
+      this.readyReject = reject;
+    });
+    // A caller that never awaits `ready` must not see an unhandled rejection on stop().
+    this.ready.catch(() => {});
+  }
+
+  /** Whether the sink has been filled by a first list. */
+  get isReady(): boolean {
+    return this.readyFlag;
+  }
+
+  /** The last revision the sink accepted (0 before the first list). */
+  get revision(): Revision {
+    return this.currentRevision;
+  }
+
+  /** Starts the loop; idempotent. */
+  start(): void {
+    if (this.loop || this.stopped) return;
+    this.loop = this.run();
+  }
+
+  /** Asks etcd for a progress notification on the open watch; false when no watch is open. */
+  requestProgress(): boolean {
+    if (!this.current) return false;
+    this.current.requestProgress();
+    return true;
+  }
+
+  /** Stops watching and waits for the loop to finish. The sink is not called afterwards. */
+  async stop(): Promise<void> {
+    if (this.stopped) return this.loop;
+    this.stopped = true;
+    this.readyReject(new ReflectorStopped('the reflector was stopped before its first list'));
+    this.generation++;
+    this.current?.close();
+    this.current = undefined;
+    this.endCurrent?.('stopped');
+    this.wakeSleep?.();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    let listReason: string | undefined = 'initial';
+    while (!this.stopped) {
+      if (listReason !== undefined) {
+        if (!(await this.relist(listReason))) {
+          await this.sleep(this.nextDelay());
+          continue;
+        }
+        listReason = undefined;
+      }
+      const from = this.currentRevision + 1;
+      const reason = await this.watchOnce(from);
+      if (reason === 'stopped') return;
+      if (reason instanceof Compacted) {
+        this.log.warn('watch compacted, relisting', {
+          revision: this.currentRevision,
+          fromRevision: from,
+          compactRevision: reason.compactRevision,
+        });
+        listReason = 'compacted';
+      } else if (reason instanceof WatchInconsistent) {
+        this.log.error('watch inconsistent, relisting', {
+          revision: this.currentRevision,
+          error: reason.message,
+        });
+        listReason = 'inconsistent';
+      } else {
+        const delay = this.nextDelay();
+        this.log.warn('watch broken, reconnecting', {
+          revision: this.currentRevision,
+          resumeFromRevision: this.currentRevision + 1,
+          error: reason.message,
+          retryInMs: Math.round(delay),
+        });
+        await this.sleep(delay);
+      }
+    }
+  }
+
+  /** Lists and replaces the sink's state; false (logged) when the list failed. */
+  private async relist(reason: string): Promise<boolean> {
+    let result: Awaited<ReturnType<ListerWatcher['list']>>;
+    try {
+      result = await this.lw.list();
+    } catch (err) {
+      if (this.stopped) return false;
+      this.log.warn('list failed', { reason, revision: this.currentRevision, error: String(err) });
+      return false;
+    }
+    if (this.stopped) return false;
+    const previous = this.currentRevision;
+    this.sink.replace(result.revision, result.objects);
+    this.currentRevision = result.revision;
+    this.log.info('listed', {
+      reason,
+      revision: result.revision,
+      previousRevision: previous,
+      objects: result.objects.length,
+    });
+    if (!this.readyFlag) {
+      this.readyFlag = true;
+      this.readyResolve();
+    }
+    return true;
+  }
+
+  /** Runs one watch from `from` until it ends; resolves with why. */
+  private watchOnce(from: Revision): Promise<WatchEnded | 'stopped'> {
+    const generation = ++this.generation;
+    const live = () => generation === this.generation && !this.stopped;
+    return new Promise((resolve) => {
+      let lastMessageAt = this.clock.now();
+      let cancelTimer: Cancel | undefined;
+      let opened = false;
+      const finish = (reason: WatchEnded | 'stopped') => {
+        if (this.endCurrent !== finish) return;
+        this.endCurrent = undefined;
+        cancelTimer?.();
+        if (generation === this.generation) this.generation++;
+        this.current?.close();
+        this.current = undefined;
+        resolve(reason);
+      };
+      this.endCurrent = finish;
+
+      const handlers: WatchHandlers = {
+        batch: (batch) => {
+          if (!live()) return;
+          lastMessageAt = this.clock.now();
+          if (batch.revision <= this.currentRevision) {
+            finish(new WatchInconsistent(`batch at ${batch.revision} is not after ${this.currentRevision}`));
+            return;
+          }
+          try {
+            this.sink.apply(batch);
+          } catch (err) {
+            finish(new WatchInconsistent(`the sink refused the batch at ${batch.revision}: ${String(err)}`));
+            return;
+          }
+          this.currentRevision = batch.revision;
+        },
+        progress: (revision) => {
+          if (!live()) return;
+          lastMessageAt = this.clock.now();
+          if (revision < this.currentRevision) return;
+          this.sink.progress(revision);
+          this.currentRevision = revision;
+        },
+        ended: (reason) => {
+          if (live()) finish(reason);
+        },
+      };
+
+      // The watchdog: a black-holed connection delivers neither data nor an error, so silence is
+      // broken by progress requests, and silence past the timeout ends the attempt. Until the
+      // watch opens, the same timeout bounds the wait for it.
+      const tick = () => {
+        if (!live()) return;
+        const silentFor = this.clock.now() - lastMessageAt;
+        if (silentFor >= this.silenceTimeoutMs) {
+          finish(
+            new WatchBroken(
+              opened ? `no message for ${silentFor} ms` : `watch not opened after ${silentFor} ms`,
+            ),
+          );
+          return;
+        }
+        if (opened && silentFor >= this.progressIntervalMs) this.current?.requestProgress();
+        cancelTimer = this.clock.setTimeout(tick, Math.min(this.progressIntervalMs, this.silenceTimeoutMs));
+      };
+      cancelTimer = this.clock.setTimeout(tick, Math.min(this.progressIntervalMs, this.silenceTimeoutMs));
+
+      this.lw.watch(from, handlers).then(
+        (watch) => {
+          if (!live()) {
+            watch.close();
+            return;
+          }
+          opened = true;
+          this.current = watch;
+          lastMessageAt = Math.max(lastMessageAt, this.clock.now());
+          this.log.info('watching', { fromRevision: from, afterFailures: this.failures });
+          this.failures = 0;
+        },
+        (err: unknown) => {
+          if (live())
+            finish(err instanceof WatchEnded ? err : new WatchBroken(`watch failed to open: ${String(err)}`));
+        },
+      );
+    });
+  }
+
+  /** The next backoff delay: exponential with "equal jitter" (half fixed, half random). */
+  private nextDelay(): number {
+    const base = Math.min(this.maxBackoffMs, this.initialBackoffMs * 2 ** this.failures);
+    this.failures++;
+    return base / 2 + (this.random() * base) / 2;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.stopped) return resolve();
+      const cancel = this.clock.setTimeout(() => {
+        this.wakeSleep = undefined;
+        resolve();
+      }, ms);
+      this.wakeSleep = () => {
+        cancel();
+        this.wakeSleep = undefined;
+        resolve();
+      };
+    });
+  }
+}
