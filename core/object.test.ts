@@ -1,0 +1,104 @@
+import { describe, expect, it } from 'vitest';
+import {
+  base64ToBytes,
+  bytesToBase64,
+  deletedObject,
+  makeObject,
+  OBJECT_OVERHEAD_BYTES,
+  objectSize,
+  utf8Length,
+} from './object.ts';
+
+const utf8 = new TextEncoder();
+const raw = (value: Uint8Array, lease?: string) => ({
+  key: '/r/a',
+  value,
+  createRevision: 2,
+  modRevision: 5,
+  version: 3,
+  lease,
+});
+
+describe('makeObject', () => {
+  it('keeps valid UTF-8 as `value` and omits valueBase64', () => {
+    const o = makeObject(raw(utf8.encode('{"replicas":3} ✓ \u{1f600}')));
+    expect(o).toEqual({
+      key: '/r/a',
+      value: '{"replicas":3} ✓ \u{1f600}',
+      createRevision: 2,
+      modRevision: 5,
+      version: 3,
+    });
+    expect('valueBase64' in o).toBe(false);
+  });
+
+  it('encodes invalid UTF-8 as valueBase64 that round-trips to the same bytes', () => {
+    for (const bytes of [
+      new Uint8Array([0xff, 0xfe, 0x00]),
+      new Uint8Array([0x61, 0xc3]), // truncated two-byte sequence
+      new Uint8Array([0xed, 0xa0, 0x80]), // an encoded surrogate is not UTF-8
+      new Uint8Array([0xc0, 0xaf]), // overlong '/'
+    ]) {
+      const o = makeObject(raw(bytes));
+      expect(o.value).toBeUndefined();
+      expect(o.valueBase64).toBeDefined();
+      expect(base64ToBytes(o.valueBase64 ?? '')).toEqual(bytes);
+    }
+  });
+
+  it('keeps a leading byte-order mark instead of silently dropping it', () => {
+    const o = makeObject(raw(new Uint8Array([0xef, 0xbb, 0xbf, 0x78])));
+    expect(o.value).toBe('\ufeffx');
+  });
+
+  it('treats empty bytes as the empty string', () => {
+    expect(makeObject(raw(new Uint8Array())).value).toBe('');
+  });
+
+  it('encodes values larger than one base64 chunk correctly', () => {
+    const bytes = new Uint8Array(40_003).map((_, i) => (i * 7 + 0x80) & 0xff);
+    bytes[0] = 0xff;
+    const o = makeObject(raw(bytes));
+    expect(base64ToBytes(o.valueBase64 ?? '')).toEqual(bytes);
+    expect(o.valueBase64).toBe(btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join('')));
+  });
+
+  it('keeps a lease but drops etcd\'s "0" (no lease)', () => {
+    expect(makeObject(raw(new Uint8Array(), '694d7')).lease).toBe('694d7');
+    expect('lease' in makeObject(raw(new Uint8Array(), '0'))).toBe(false);
+  });
+
+  it('freezes the object', () => {
+    const o = makeObject(raw(utf8.encode('x')));
+    expect(Object.isFrozen(o)).toBe(true);
+  });
+});
+
+describe('deletedObject', () => {
+  it('is the last state with the deleting revision and version 0, frozen', () => {
+    const prev = makeObject(raw(utf8.encode('v')));
+    const d = deletedObject(prev, 9);
+    expect(d).toEqual({ ...prev, modRevision: 9, version: 0 });
+    expect(Object.isFrozen(d)).toBe(true);
+    expect(prev.modRevision).toBe(5);
+  });
+});
+
+describe('sizes', () => {
+  it('utf8Length matches TextEncoder, including astral and lone surrogates', () => {
+    for (const s of ['', 'abc', 'é', '€', '\u{1f600}', 'a\ud800b', '\udc00', 'x\ud83d']) {
+      expect(utf8Length(s)).toBe(utf8.encode(s).length);
+    }
+  });
+
+  it('objectSize counts the key, the value and a fixed overhead', () => {
+    const o = makeObject(raw(utf8.encode('héllo')));
+    expect(objectSize(o)).toBe(OBJECT_OVERHEAD_BYTES + 4 + 6);
+    const b = makeObject(raw(new Uint8Array([0xff, 0xff, 0xff])));
+    expect(objectSize(b)).toBe(OBJECT_OVERHEAD_BYTES + 4 + 4);
+  });
+
+  it('bytesToBase64 of nothing is empty', () => {
+    expect(bytesToBase64(new Uint8Array())).toBe('');
+  });
+});
