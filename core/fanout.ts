@@ -73,14 +73,25 @@ export interface Subscription {
 export class Fanout {
   readonly #history: EventHistory;
   readonly #subscribers = new Set<Subscriber>();
+  /** The revision every subscriber has been offered everything up to. */
+  #revision: Revision;
+  /** Work that arrived while offering (a callback wrote or progressed): done after, in order. */
+  #pending: (RevisionBatch | Revision)[] = [];
+  #offering = false;
 
   constructor(history: EventHistory) {
     this.#history = history;
+    this.#revision = history.lastRevision;
   }
 
   /** Number of open subscriptions. */
   get count(): number {
     return this.#subscribers.size;
+  }
+
+  /** The newest revision offered to subscribers (published or progressed). */
+  get revision(): Revision {
+    return this.#revision;
   }
 
   /**
@@ -91,7 +102,10 @@ export class Fanout {
     if (options.fromRevision < this.#history.startRevision) {
       throw new Expired(`too old resource version: ${options.fromRevision} (${this.#history.startRevision})`);
     }
-    const subscriber = new Subscriber(options, this.#history, (s) => this.#subscribers.delete(s));
+    const subscriber = new Subscriber(options, this.#history, {
+      remove: (s) => this.#subscribers.delete(s),
+      revision: () => this.#revision,
+    });
     this.#subscribers.add(subscriber);
     subscriber.drain();
     return subscriber;
@@ -99,12 +113,12 @@ export class Fanout {
 
   /** Offers one revision to every subscriber. Call right after `history.push(batch)`. */
   publish(batch: RevisionBatch): void {
-    for (const subscriber of this.#subscribers) subscriber.offer(batch);
+    this.#enqueue(batch);
   }
 
   /** The cache is current up to `revision` with no new events (call after publishing them all). */
   progress(revision: Revision): void {
-    for (const subscriber of this.#subscribers) subscriber.progress(revision);
+    this.#enqueue(revision);
   }
 
   /**
@@ -113,6 +127,8 @@ export class Fanout {
    * its client relists too.
    */
   reset(revision: Revision): void {
+    this.#pending = [];
+    this.#revision = revision;
     for (const subscriber of this.#subscribers) subscriber.reset(revision);
   }
 
@@ -120,6 +136,42 @@ export class Fanout {
   closeAll(error?: Error): void {
     for (const subscriber of this.#subscribers) subscriber.close(error);
   }
+
+  /**
+   * Offers work to every subscriber, one item at a time. A callback that writes to the cache
+   * re-enters here; its work is queued and offered after the current item has reached every
+   * subscriber, so no subscriber sees revisions out of order.
+   */
+  #enqueue(item: RevisionBatch | Revision): void {
+    this.#pending.push(item);
+    if (this.#offering) return;
+    this.#offering = true;
+    try {
+      for (let i = 0; i < this.#pending.length; i++) {
+        const next = this.#pending[i] as RevisionBatch | Revision;
+        // #revision moves only after every subscriber was offered the item: one that resumes
+        // from inside another's callback must not skip an item it has not been offered yet.
+        if (typeof next === 'number') {
+          if (next <= this.#revision) continue;
+          for (const subscriber of this.#subscribers) subscriber.progress(next);
+          this.#revision = next;
+        } else {
+          for (const subscriber of this.#subscribers) subscriber.offer(next);
+          this.#revision = next.revision;
+        }
+      }
+    } finally {
+      this.#pending = [];
+      this.#offering = false;
+    }
+  }
+}
+
+/** What a subscriber needs from its fan-out. */
+interface FanoutLink {
+  remove(subscriber: Subscriber): void;
+  /** Everything up to this revision has been offered; a caught-up subscriber is current to it. */
+  revision(): Revision;
 }
 
 class Subscriber implements Subscription {
@@ -128,7 +180,7 @@ class Subscriber implements Subscription {
   closed = false;
   readonly #options: SubscribeOptions;
   readonly #history: EventHistory;
-  readonly #remove: (s: Subscriber) => void;
+  readonly #fanout: FanoutLink;
   readonly #bufferLimit: number;
   /** Highest revision delivered or announced, so progress is never repeated. */
   #announced: Revision;
@@ -143,10 +195,10 @@ class Subscriber implements Subscription {
   /** Inside drain(): re-entrant offers queue instead of delivering out of order. */
   #draining = false;
 
-  constructor(options: SubscribeOptions, history: EventHistory, remove: (s: Subscriber) => void) {
+  constructor(options: SubscribeOptions, history: EventHistory, fanout: FanoutLink) {
     this.#options = options;
     this.#history = history;
-    this.#remove = remove;
+    this.#fanout = fanout;
     this.#bufferLimit = options.bufferLimit ?? DEFAULT_BUFFER_LIMIT;
     this.position = options.fromRevision;
     this.#announced = options.fromRevision;
@@ -168,7 +220,7 @@ class Subscriber implements Subscription {
     this.closed = true;
     this.#backlog = [];
     this.#queue = [];
-    this.#remove(this);
+    this.#fanout.remove(this);
     try {
       this.#options.onClose(error);
     } catch {
@@ -252,7 +304,12 @@ class Subscriber implements Subscription {
         this.#queue = [];
         this.#queueAt = 0;
       }
-      if (!this.paused && !this.closed) this.#announce();
+      if (!this.paused && !this.closed) {
+        // Caught up: nothing pending, so whatever the fan-out has offered, this one has seen.
+        const offered = this.#fanout.revision();
+        if (offered > this.position) this.position = offered;
+        this.#announce();
+      }
     } finally {
       this.#draining = false;
     }

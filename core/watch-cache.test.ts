@@ -290,6 +290,27 @@ describe('WatchCache', () => {
     ).toThrow(Expired);
   });
 
+  it('streams applied batches to watchers and tells them about progress', () => {
+    const cache = readyCache(new ManualClock(), 1);
+    const got: number[] = [];
+    const marks: number[] = [];
+    cache.watch({
+      fromRevision: 1,
+      prefix: '/r/',
+      onBatch: (b) => {
+        got.push(b.revision);
+        return true;
+      },
+      onProgress: (r) => marks.push(r),
+      onClose: () => {},
+    });
+    cache.apply({ revision: 2, events: [{ type: 'PUT', object: obj('/r/a', 'x', 2) }] });
+    cache.apply({ revision: 3, events: [{ type: 'PUT', object: obj('/s/a', 'x', 3) }] });
+    cache.progress(8);
+    expect(got).toEqual([2]);
+    expect(marks).toEqual([3, 8]);
+  });
+
   it('keeps a watcher that is exactly at the relisted revision', () => {
     const cache = readyCache(new ManualClock(), 7);
     const got: number[] = [];
