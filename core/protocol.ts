@@ -169,12 +169,12 @@ const RELAY_TYPES: ReadonlySet<string> = new Set([
 ]);
 
 /** The relay's receive path: accepts only what an edge may send. */
-export function decodeEdgeMessage(text: string): EdgeMessage {
+export function decodeEdgeMessage(text: unknown): EdgeMessage {
   return decodeTyped(text, EDGE_TYPES) as EdgeMessage;
 }
 
 /** The edge's receive path: accepts only what a relay may send. */
-export function decodeRelayMessage(text: string): RelayMessage {
+export function decodeRelayMessage(text: unknown): RelayMessage {
   return decodeTyped(text, RELAY_TYPES) as RelayMessage;
 }
 
