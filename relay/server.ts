@@ -2,16 +2,29 @@
  * The relay process: one watch cache per exposed prefix, served over HTTP.
  *
  * `startRelay` is what `relay/main.ts` runs and what the tests start in-process; it resolves once
- * the server listens (readiness of each prefix's cache is reported by `/readyz`).
+ * the server listens. Each prefix's cache loads in the background: until it has, `/readyz` says
+ * so, gets and lists go to etcd and watches get 429 (core/rules.ts).
  */
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
+import { NotFound } from '../core/errors.ts';
+import { errorResponse } from '../core/format.ts';
+import { serveRead } from '../core/read-api.ts';
+import { systemClock } from '../core/types.ts';
 import type { RelayConfig } from './config.ts';
+import { createEtcdClient, etcdVersion, supportsConsistentCacheReads } from './etcd/client.ts';
 import { jsonLogger, type Logger } from './log.ts';
+import { PrefixCache } from './prefix-cache.ts';
+import { relayTier } from './read-tier.ts';
 
 export interface RunningRelay {
   readonly url: string;
   readonly port: number;
+  readonly caches: ReadonlyMap<string, PrefixCache>;
+  /** Open watch streams (for leak checks). */
+  readonly watchers: number;
+  /** Resolves once every prefix's cache has loaded its first list. */
+  ready(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -19,9 +32,58 @@ export async function startRelay(
   config: RelayConfig,
   log: Logger = jsonLogger('relay'),
 ): Promise<RunningRelay> {
+  const clock = systemClock;
+  const client = createEtcdClient({ endpoints: config.etcdEndpoints });
+  const caches = new Map<string, PrefixCache>();
+  for (const prefix of config.prefixes) {
+    caches.set(prefix, new PrefixCache({ prefix, client, endpoints: config.etcdEndpoints, clock, log }));
+  }
+
+  // Consistent reads from cache need etcd >= 3.5.13; until the version is known, assume not.
+  let consistentReads = false;
+  const detectVersion = async () => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const version = await etcdVersion(client);
+        consistentReads = supportsConsistentCacheReads(version);
+        log.info('etcd version', { version, consistentReadsFromCache: consistentReads });
+        return;
+      } catch (error) {
+        if (stopped) return;
+        if (attempt === 0) log.warn('etcd version unknown, retrying', { error: String(error) });
+        await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** attempt)));
+      }
+    }
+  };
+  let stopped = false;
+  void detectVersion();
+  for (const cache of caches.values()) cache.start();
+
+  let watchers = 0;
+  const tier = relayTier({
+    client,
+    caches,
+    clock,
+    waitTimeoutMs: config.waitTimeoutMs,
+    consistentReadsFromCache: () => consistentReads,
+    log,
+    onWatch: (delta) => {
+      watchers += delta;
+    },
+  });
+
   const app = new Hono();
   app.get('/healthz', (c) => c.text('ok'));
-  app.get('/readyz', (c) => c.text('ok'));
+  app.get('/readyz', (c) => {
+    const notReady = [...caches.values()].filter((p) => !p.ready).map((p) => p.prefix);
+    return notReady.length === 0 ? c.text('ok') : c.text(`not ready: ${notReady.join(', ')}`, 503);
+  });
+  app.get('/v1/*', (c) => serveRead(tier, c.req.raw));
+  app.notFound((c) => errorResponse(new NotFound(`no endpoint at ${c.req.method} ${c.req.path}`), 'relay'));
+  app.onError((error, c) => {
+    log.error('unhandled error', { path: c.req.path, error: String(error) });
+    return errorResponse(error, 'relay');
+  });
 
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
     const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(s));
@@ -33,10 +95,21 @@ export async function startRelay(
   return {
     url,
     port,
-    stop: () =>
-      new Promise<void>((resolve) => {
+    caches,
+    get watchers() {
+      return watchers;
+    },
+    ready: async () => {
+      await Promise.all([...caches.values()].map((c) => c.whenReady));
+    },
+    async stop() {
+      stopped = true;
+      await Promise.all([...caches.values()].map((c) => c.stop()));
+      await new Promise<void>((resolve) => {
         server.close(() => resolve());
         if ('closeAllConnections' in server) server.closeAllConnections();
-      }),
+      });
+      client.close();
+    },
   };
 }

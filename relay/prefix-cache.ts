@@ -1,0 +1,115 @@
+/**
+ * One exposed prefix's authoritative cache at the relay: a WatchCache kept equal to etcd by a
+ * Reflector over the prefix's own watch stream, plus what a most-recent read needs from etcd.
+ *
+ * Most-recent (linearizable) reads from the cache, as Kubernetes' consistent list from cache:
+ * learn etcd's current revision with a cheap quorum read, then wait for the cache to reach it.
+ * A quiet prefix gets no events to push its revision forward, so while anyone waits the cache
+ * asks etcd for a progress notification every `progressRequestMs` (etcd answers once the watch
+ * is synced, with the current revision). Only etcd >= 3.5.13 (3.4.31) may be trusted for this
+ * (etcd#15220); older ones serve those reads from etcd.
+ */
+import type { Etcd3 } from 'etcd3';
+import type { Cancel, Clock, Revision } from '../core/types.ts';
+import { WatchCache } from '../core/watch-cache.ts';
+import { etcdListerWatcher } from './etcd/list-watch.ts';
+import { currentRevision } from './etcd/lister.ts';
+import { WatchStream } from './etcd/watch-stream.ts';
+import type { Logger } from './log.ts';
+import { Reflector } from './reflector.ts';
+
+export interface PrefixCacheOptions {
+  prefix: string;
+  /** Shared client for lists and quorum reads. */
+  client: Etcd3;
+  /** The endpoints again: the watch gets a dedicated channel (see watch-stream.ts). */
+  endpoints: string[];
+  clock: Clock;
+  log: Logger;
+  /** How often to ask etcd for progress while a read waits. Default 100 ms. */
+  progressRequestMs?: number;
+  maxHistoryEvents?: number;
+  maxHistoryAgeMs?: number;
+}
+
+export class PrefixCache {
+  readonly prefix: string;
+  readonly cache: WatchCache;
+  readonly #client: Etcd3;
+  readonly #stream: WatchStream;
+  readonly #reflector: Reflector;
+  readonly #clock: Clock;
+  readonly #progressRequestMs: number;
+  #progressTimer: Cancel | undefined;
+  readonly #unsubscribe: Cancel;
+
+  constructor(options: PrefixCacheOptions) {
+    this.prefix = options.prefix;
+    this.#client = options.client;
+    this.#clock = options.clock;
+    this.#progressRequestMs = options.progressRequestMs ?? 100;
+    this.cache = new WatchCache({
+      clock: options.clock,
+      ...(options.maxHistoryEvents !== undefined ? { maxEvents: options.maxHistoryEvents } : {}),
+      ...(options.maxHistoryAgeMs !== undefined ? { maxAgeMs: options.maxHistoryAgeMs } : {}),
+    });
+    this.#stream = new WatchStream({ endpoints: options.endpoints });
+    this.#reflector = new Reflector({
+      listerWatcher: etcdListerWatcher({
+        client: options.client,
+        watchStream: this.#stream,
+        prefix: options.prefix,
+      }),
+      sink: this.cache,
+      clock: options.clock,
+      log: {
+        info: (msg, fields) => options.log.info(msg, { prefix: options.prefix, ...fields }),
+        warn: (msg, fields) => options.log.warn(msg, { prefix: options.prefix, ...fields }),
+        error: (msg, fields) => options.log.error(msg, { prefix: options.prefix, ...fields }),
+      },
+    });
+    this.#unsubscribe = this.cache.onWait(() => this.#requestProgressWhileWaiting());
+  }
+
+  /** Starts listing and watching; `ready` resolves after the first list is loaded. */
+  start(): void {
+    this.#reflector.start();
+  }
+
+  get ready(): boolean {
+    return this.cache.ready;
+  }
+
+  get whenReady(): Promise<void> {
+    return this.#reflector.ready;
+  }
+
+  /** etcd's current revision, by a quorum read (everything acknowledged before is at or below it). */
+  latestRevision(): Promise<Revision> {
+    return currentRevision(this.#client, this.prefix);
+  }
+
+  async stop(): Promise<void> {
+    this.#unsubscribe();
+    this.#progressTimer?.();
+    this.#progressTimer = undefined;
+    await this.#reflector.stop();
+    this.cache.fanout.closeAll();
+    this.#stream.close();
+  }
+
+  /** Asks etcd for progress now and every `progressRequestMs` while any read still waits. */
+  #requestProgressWhileWaiting(): void {
+    if (this.#progressTimer) return;
+    this.#reflector.requestProgress();
+    const tick = () => {
+      if (this.cache.waiting === 0) {
+        this.#progressTimer = undefined;
+        return;
+      }
+      this.#reflector.requestProgress();
+      this.#progressTimer = this.#clock.setTimeout(tick, this.#progressRequestMs);
+    };
+    this.#progressTimer = this.#clock.setTimeout(tick, this.#progressRequestMs);
+  }
+}
