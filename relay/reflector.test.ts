@@ -259,6 +259,24 @@ describe('Reflector', () => {
     expect(reflector.requestProgress()).toBe(false);
   });
 
+  it('opens no watch when stopped while its list was completing', async () => {
+    const lw = new FakeListerWatcher();
+    let stopping: Promise<void> | undefined;
+    const sink: CacheSink = {
+      replace: () => {
+        stopping = reflector.stop();
+      },
+      apply: () => {},
+      progress: () => {},
+    };
+    const reflector = new Reflector({ listerWatcher: lw, sink, clock: new ManualClock() });
+    reflector.start();
+    await settle();
+    await stopping;
+    expect(stopping).toBeDefined();
+    expect(lw.watches).toHaveLength(0);
+  });
+
   it('closes the open watch on stop', async () => {
     const { lw, reflector } = setup();
     reflector.start();

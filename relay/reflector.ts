@@ -243,6 +243,7 @@ export class Reflector {
 
   /** Runs one watch from `from` until it ends; resolves with why. */
   private watchOnce(from: Revision): Promise<WatchEnded | 'stopped'> {
+    if (this.stopped) return Promise.resolve('stopped');
     const generation = ++this.generation;
     const live = () => generation === this.generation && !this.stopped;
     return new Promise((resolve) => {
