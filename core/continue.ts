@@ -40,7 +40,7 @@ export const MAX_CONTINUE_TOKEN_LENGTH = 4 * 1024 * 1024;
 
 const TAG_BYTES = 16;
 const encoder = new TextEncoder();
-const strictDecoder = new TextDecoder('utf-8', { fatal: true });
+const strictDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
 
 /** Mints the token for the page that starts at `start` of the list of `prefix` at `rv`. */
 export function encodeContinue(
