@@ -265,7 +265,8 @@ describe('the reflector against etcd', () => {
     proxy.pause();
     const during = await writeMany(prefix, 10);
     await h.log.until((l) => l.startsWith('watch broken') && l.includes('no message'));
-    proxy.cutAll(); // the black-holed sockets never recover; fresh ones do
+    // The abandoned watch took its connection with it; the next attempt dials a fresh one, which
+    // the proxy forwards once the black hole ends.
     proxy.resume();
     await h.sink.until(() => h.sink.revision >= (during[during.length - 1] ?? 0));
     await h.stop();

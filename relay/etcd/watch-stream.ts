@@ -17,9 +17,12 @@
  * - `compact_revision` ends the watch as `Compacted`; any other cancellation, error or end of
  *   the stream as `WatchBroken`. Reconnecting is the reflector's job, not this module's.
  *
- * Each cache owns one `WatchStream` with its own gRPC channel, so its RequestProgress answers are
- * not held back behind other watchers (etcd answers them only when every watcher on the stream
- * is synced) and a failure elsewhere cannot reset its connection.
+ * Each cache owns one `WatchStream`, and each watch it opens gets a gRPC channel of its own:
+ * RequestProgress answers are not held back behind other watchers (etcd answers them only when
+ * every watcher on the stream is synced), a failure elsewhere cannot reset the connection, and a
+ * watch abandoned on a black-holed connection takes that connection with it. (Sharing one etcd3
+ * client across attempts is not safe: etcd3 resets a client's channels when *any* of its streams
+ * errors, and a cancelled stream's error can arrive after the next attempt opened on a new channel.)
  */
 import type { Etcd3, IEvent, IWatchRequest, IWatchResponse } from 'etcd3';
 import { deletedObject, makeObject } from '../../core/object.ts';
@@ -47,11 +50,13 @@ export interface WatchStreamStats {
 
 export class WatchStream {
   readonly stats: WatchStreamStats = { responses: 0, fragments: 0, batches: 0, progressNotifications: 0 };
-  private readonly client: Etcd3;
+  private readonly options: EtcdClientOptions;
+  /** The clients of watches not yet over, so that `close()` can end them. */
+  private readonly clients = new Set<Etcd3>();
+  private closed = false;
 
-  /** Opens (lazily) a dedicated client to `endpoints`; `close()` releases it. */
   constructor(options: EtcdClientOptions) {
-    this.client = createEtcdClient(options);
+    this.options = options;
   }
 
   /**
@@ -59,10 +64,18 @@ export class WatchStream {
    * created the watch; rejects with a `WatchEnded` if it could not be.
    */
   async watch(prefix: string, startRevision: Revision, handlers: WatchHandlers): Promise<Watch> {
+    if (this.closed) throw new WatchBroken('the watch stream was closed');
+    const client = createEtcdClient(this.options);
+    this.clients.add(client);
+    const release = () => {
+      this.clients.delete(client);
+      client.close();
+    };
     let stream: Awaited<ReturnType<Etcd3['watchClient']['watch']>>;
     try {
-      stream = await this.client.watchClient.watch();
+      stream = await client.watchClient.watch();
     } catch (err) {
+      release();
       throw new WatchBroken(`could not open a watch stream: ${String(err)}`);
     }
     const stats = this.stats;
@@ -85,8 +98,9 @@ export class WatchStream {
         const wasCreating = state === 'creating';
         state = 'done';
         stream.cancel();
+        release();
         if (wasCreating) reject(reason);
-        else handlers.ended(reason);
+        else if (!this.closed) handlers.ended(reason);
       };
       const watch: Watch = {
         requestProgress: () => {
@@ -97,6 +111,7 @@ export class WatchStream {
           const wasCreating = state === 'creating';
           state = 'done';
           stream.cancel();
+          release();
           if (wasCreating) reject(new WatchBroken('closed before etcd created the watch'));
         },
       };
@@ -173,9 +188,11 @@ export class WatchStream {
     });
   }
 
-  /** Closes the dedicated client and with it any open stream. */
+  /** Ends every open watch (without calling their handlers) and refuses new ones. */
   close(): void {
-    this.client.close();
+    this.closed = true;
+    for (const client of this.clients) client.close();
+    this.clients.clear();
   }
 }
 
