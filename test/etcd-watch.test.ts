@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Expired } from '../core/errors.ts';
 import { base64ToBytes } from '../core/object.ts';
 import type { ChangeEvent, Revision, RevisionBatch } from '../core/types.ts';
 import { createEtcdClient, etcdVersion, supportsConsistentCacheReads } from '../relay/etcd/client.ts';
@@ -117,6 +118,18 @@ describe('listAt', () => {
     const before = await put('/elsewhere', 'x');
     const listed = await listAt(client, '/list-empty/');
     expect(listed).toEqual({ revision: before, objects: [] });
+  });
+});
+
+describe('listAt at a given revision', () => {
+  it('throws Expired when etcd has compacted that revision', async () => {
+    const old = await put('/list-expired/a', '1');
+    const now = await put('/list-expired/a', '2');
+    await client.kv.compact({ revision: now, physical: true });
+    await expect(listAt(client, '/list-expired/', { revision: old })).rejects.toBeInstanceOf(Expired);
+    expect((await listAt(client, '/list-expired/', { revision: now })).objects.map((o) => o.value)).toEqual([
+      '2',
+    ]);
   });
 });
 
@@ -252,5 +265,20 @@ describe('the watch stream', () => {
     await proxy.close();
     expect(rec.endedWith).toBeInstanceOf(WatchBroken);
     expect(rec.batches.map((b) => b.revision)).toEqual([r]);
+  });
+
+  // Last: it restarts the shared etcd.
+  it('keeps working right after etcd restarts: no retries, no circuit breaker left open', async () => {
+    const own = createEtcdClient({ endpoints: etcd.endpoint, callTimeoutMs: 1_000 });
+    await own.kv.put({ key: Buffer.from('/restart/a'), value: Buffer.from('1') });
+    await etcd.kill();
+    // Enough failures to open etcd3's default breaker (3 in a row, open for 5 s).
+    for (let i = 0; i < 4; i++) {
+      await expect(own.kv.range({ key: Buffer.from('/restart/a') })).rejects.toThrow();
+    }
+    await etcd.restart();
+    const res = await own.kv.range({ key: Buffer.from('/restart/a') });
+    own.close();
+    expect(res.kvs.map((kv) => kv.value.toString())).toEqual(['1']);
   });
 });
