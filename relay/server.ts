@@ -16,6 +16,7 @@ import { createEtcdClient, etcdVersion, supportsConsistentCacheReads } from './e
 import { jsonLogger, type Logger } from './log.ts';
 import { PrefixCache } from './prefix-cache.ts';
 import { relayTier } from './read-tier.ts';
+import { attachReplication } from './replicate.ts';
 
 export interface RunningRelay {
   readonly url: string;
@@ -88,6 +89,13 @@ export async function startRelay(
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
     const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(s));
   });
+  const replication = attachReplication(server, {
+    caches,
+    secrets: config.replicationSecret ? [config.replicationSecret] : [],
+    log,
+    clock,
+    waitTimeoutMs: config.waitTimeoutMs,
+  });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = `http://${config.host}:${port}`;
@@ -104,6 +112,7 @@ export async function startRelay(
     },
     async stop() {
       stopped = true;
+      await replication.close();
       await Promise.all([...caches.values()].map((c) => c.stop()));
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
