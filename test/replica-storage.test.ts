@@ -179,6 +179,19 @@ describe('ReplicaStorage in workerd', () => {
     expect((await call<Loaded>('mismatch', 'load')).state?.revision).toBe(20);
   });
 
+  it('replaces the whole state in one call, abandoning a snapshot in progress', async () => {
+    await snapshot('replace', 20, first);
+    await call('replace', 'beginSnapshot', 30);
+    await call('replace', 'writeSnapshotChunk', [obj('/registry/staged', 30, 's')]);
+    const whole = [obj('/registry/y', 35, 'y'), obj('/registry/x', 34, 'x', { b64: true })];
+    await call('replace', 'replace', 35, whole);
+    await expect(call('replace', 'commitSnapshot', 30)).rejects.toThrow(/without beginSnapshot/);
+    await restart();
+    const { state } = await call<Loaded>('replace', 'load');
+    expect(state?.revision).toBe(35);
+    expect(JSON.stringify(state?.objects)).toBe(JSON.stringify(sorted(whole)));
+  });
+
   it('applies batches of puts and deletes in coalesced calls so that a load equals a reference model', async () => {
     const random = mulberry32(42);
     const keys = [...AWKWARD, ...Array.from({ length: 40 }, (_, i) => `/registry/k${i % 7}/${i}`)];

@@ -14,9 +14,9 @@
  *
  * State machine of the stored data (every arrow is ONE `transactionSync`):
  *
- *   empty ──commitSnapshot──▶ complete ──applyBatches / setRevision──▶ complete (revision up)
- *     ▲                          │  ▲
- *     └──────── clear ───────────┘  └── commitSnapshot (staging swapped in)
+ *   empty ──commitSnapshot / replace──▶ complete ──applyBatches / setRevision──▶ complete
+ *     ▲                                   │  ▲          (revision up)
+ *     └────────────── clear ──────────────┘  └── commitSnapshot / replace (staging swapped in)
  *
  * `beginSnapshot` and `writeSnapshotChunk` only touch `objects_staging`, so whatever happens
  * before `commitSnapshot` (a cut stream, an eviction, a crash), `load()` returns the previous
@@ -28,11 +28,11 @@
  *   at 100 B (no field names, no escaping), and loading skips `JSON.parse`.
  * - A rowid table beats `WITHOUT ROWID`: the latter stores rows in the key b-tree and spills
  *   1 KB rows to overflow pages, tripling the file (93 MB vs 30 MB for 20k × 1 KB).
- * - One single-row statement per object is FASTER than multi-row `VALUES (…),(…)` inserts
- *   (100k objects: ~0.65 s vs ~0.8–1 s), because workerd caches statements by their text and
- *   each call is cheap. Single-row statements also stay far below workerd's limits (100 KB of
- *   SQL text, 100 bound parameters per statement) whatever the batch size.
+ * - One single-row statement per object beats multi-row `VALUES (…),(…)` inserts (100k objects:
+ *   ~0.65 s vs ~0.8–1 s; workerd caches statements by text) and stays far below workerd's limits
+ *   (100 KB of SQL text, 100 bound parameters per statement) whatever the batch size.
  * - `load()` of 100k rows (~0.5 KB) takes ~0.3–0.4 s; one small transaction ~20 µs.
+ * Limit: a row (key + value) over 2 MB fails with SQLITE_TOOBIG (the call writes nothing).
  */
 import type { ChangeEvent, KvObject, Revision, RevisionBatch } from '../core/types.ts';
 
@@ -68,17 +68,16 @@ export interface StoredState {
   readonly objects: readonly KvObject[];
 }
 
-/** For metrics and the dashboard. `rows` and `stagingRows` count rows: O(n), not per request. */
+/**
+ * For metrics and the dashboard: `rows` objects in the complete state at `revision` (0 and
+ * undefined when none), `bytes` of the whole database (`sql.databaseSize`, staging included),
+ * and the snapshot being received (`snapshotRevision`, `stagingRows` so far).
+ */
 export interface ReplicaStorageStats {
-  /** Objects in the stored state (0 when no complete state is stored). */
   readonly rows: number;
-  /** Bytes of the whole SQLite database (`sql.databaseSize`), staging included. */
   readonly bytes: number;
-  /** Revision of the complete state for this prefix; undefined when there is none. */
   readonly revision: Revision | undefined;
-  /** Revision of the snapshot being received, if any. */
   readonly snapshotRevision: Revision | undefined;
-  /** Objects received so far for that snapshot. */
   readonly stagingRows: number;
 }
 
@@ -187,7 +186,7 @@ export class ReplicaStorage {
     this.#revision = host.transactionSync(() => this.#openLocked());
   }
 
-  /** The exposed prefix this storage belongs to. */
+  /** The exposed prefix this storage is for. */
   get prefix(): string {
     return this.#prefix;
   }
@@ -216,20 +215,14 @@ export class ReplicaStorage {
    */
   beginSnapshot(revision: Revision): void {
     checkRevision(revision);
-    this.#host.transactionSync(() => {
-      this.#host.sql.exec(SQL.dropStaging);
-      this.#host.sql.exec(SQL.createStaging);
-    });
+    this.#host.transactionSync(() => this.#stageLocked());
     this.#snapshotRevision = revision;
   }
 
   /** Adds objects to the snapshot being received (one transaction per chunk). */
   writeSnapshotChunk(objects: readonly KvObject[]): void {
     if (this.#snapshotRevision === undefined) throw new Error('writeSnapshotChunk without beginSnapshot');
-    const { sql } = this.#host;
-    this.#host.transactionSync(() => {
-      for (const o of objects) sql.exec(SQL.putStaging, ...objectRow(o));
-    });
+    this.#host.transactionSync(() => this.#writeStagingLocked(objects));
   }
 
   /**
@@ -241,11 +234,22 @@ export class ReplicaStorage {
     if (revision !== this.#snapshotRevision) {
       throw new Error(`commitSnapshot(${revision}) does not match beginSnapshot(${this.#snapshotRevision})`);
     }
-    const { sql } = this.#host;
+    this.#host.transactionSync(() => this.#swapLocked(revision));
+    this.#snapshotRevision = undefined;
+    this.#revision = revision;
+  }
+
+  /**
+   * `beginSnapshot` + `writeSnapshotChunk` + `commitSnapshot` in ONE transaction, for a caller
+   * that already holds the whole snapshot in memory (`CacheSink.replace`). Abandons any snapshot
+   * in progress.
+   */
+  replace(revision: Revision, objects: readonly KvObject[]): void {
+    checkRevision(revision);
     this.#host.transactionSync(() => {
-      sql.exec(SQL.dropObjects);
-      sql.exec(SQL.swapStaging);
-      sql.exec(SQL.setComplete, this.#prefix, revision);
+      this.#stageLocked();
+      this.#writeStagingLocked(objects);
+      this.#swapLocked(revision);
     });
     this.#snapshotRevision = undefined;
     this.#revision = revision;
@@ -311,7 +315,7 @@ export class ReplicaStorage {
     };
   }
 
-  /** Creates or checks the schema; returns the usable revision. Runs inside `transactionSync`. */
+  /** Creates or checks the schema; returns the usable revision. */
   #openLocked(): Revision | undefined {
     const { sql } = this.#host;
     let meta: MetaRow | undefined;
@@ -330,6 +334,26 @@ export class ReplicaStorage {
       return undefined;
     }
     return meta.complete === 1 && meta.prefix === this.#prefix ? meta.revision : undefined;
+  }
+
+  // The …Locked helpers run inside `transactionSync`.
+  #stageLocked(): void {
+    this.#host.sql.exec(SQL.dropStaging);
+    this.#host.sql.exec(SQL.createStaging);
+  }
+
+  /** One single-row statement per object (measured fastest). */
+  #writeStagingLocked(objects: readonly KvObject[]): void {
+    const { sql } = this.#host;
+    for (const o of objects) sql.exec(SQL.putStaging, ...objectRow(o));
+  }
+
+  /** Staging becomes the state at `revision` for this prefix. */
+  #swapLocked(revision: Revision): void {
+    const { sql } = this.#host;
+    sql.exec(SQL.dropObjects);
+    sql.exec(SQL.swapStaging);
+    sql.exec(SQL.setComplete, this.#prefix, revision);
   }
 
   #requireState(method: string): Revision {
