@@ -1,6 +1,6 @@
 /** Contract: `GET /v1/list/{prefix}` (API.md list table, paging, "Responses"). */
 import { describe, expect, it } from 'vitest';
-import { del, type ModelObject, put, putMany, stateAt } from './etcd-model.ts';
+import { currentRevision, del, type ModelObject, put, putMany, stateAt } from './etcd-model.ts';
 import { expectList, expectStatus, listUrl, type Query } from './http.ts';
 import type { ContractTarget, TargetRef } from './target.ts';
 
@@ -66,6 +66,18 @@ export function listContract(target: TargetRef): void {
         expect(body.metadata.remainingItemCount).toBeUndefined();
       });
     }
+
+    it('with resourceVersion=n in the future answers 504 ResourceVersionTooLarge within the wait', async () => {
+      const t = target();
+      const future = (await currentRevision(t.etcd)) + 1000;
+      for (const match of [undefined, 'NotOlderThan', 'Exact']) {
+        const started = Date.now();
+        const query = { resourceVersion: future, resourceVersionMatch: match };
+        const status = await expectStatus(await fetch(listUrl(t, ns('future'), query)), 504, 'Timeout');
+        expect(Date.now() - started).toBeLessThan(t.waitTimeoutMs + 2_000);
+        expect(status.details?.causes?.[0]?.reason).toBe('ResourceVersionTooLarge');
+      }
+    });
 
     it('with Exact n returns etcd state at n after later writes and deletes', async () => {
       const t = target();

@@ -1,7 +1,7 @@
 /** Contract: `GET /v1/list/{prefix}?watch=true` (API.md "Watch"). */
 import { describe, expect, it } from 'vitest';
 import { currentRevision, del, keyAt, type ModelObject, put, stateAt, txn } from './etcd-model.ts';
-import { listUrl, type Query } from './http.ts';
+import { expectReadHeaders, listUrl, type Query } from './http.ts';
 import type { ContractTarget, TargetRef } from './target.ts';
 import { changes, type WatchEvent, WatchReader } from './watch-reader.ts';
 
@@ -42,6 +42,7 @@ export function watchContract(target: TargetRef): void {
     const watch = async (prefix: string, query: Query, sse = false) => {
       const reader = await open(target(), prefix, query, sse);
       readers.push(reader);
+      expectReadHeaders(target(), reader.response);
       return reader;
     };
     const closeAll = () => {
@@ -58,10 +59,12 @@ export function watchContract(target: TargetRef): void {
         try {
           const w = await watch(prefix, { resourceVersion: rv });
           if (rv === undefined) {
-            // Most recent: the three objects as of `before` (nothing changed since), in any order.
+            // Most recent: the state at the watch's X-Resource-Version, which is not before `before`.
+            const start = expectReadHeaders(t, w.response);
+            expect(start).toBeGreaterThanOrEqual(before);
             const initial = await w.take(3);
             expect(initial.every((e) => e.type === 'ADDED')).toBe(true);
-            expect(fold(initial)).toEqual((await stateAt(t.etcd, prefix, before)).items);
+            expect(fold(initial)).toEqual((await stateAt(t.etcd, prefix, start)).items);
           }
           const modified = await put(t.etcd, `${prefix}a`, 'a2');
           const events = await w.until((e) => e.object.modRevision === modified);
