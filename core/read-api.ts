@@ -10,7 +10,9 @@
 import { encodeContinue } from './continue.ts';
 import { ApiError, Expired, TooLargeResourceVersion, TooManyRequests } from './errors.ts';
 import {
+  errorEvent,
   errorResponse,
+  frameEvent,
   getResponse,
   listResponse,
   type ServedBy,
@@ -90,9 +92,15 @@ async function execute(tier: ReadTier, request: ReadRequest, raw: Request): Prom
     case 'reject':
       if (plan.reason === 'notReady')
         throw new TooManyRequests('the cache is still loading; retry shortly', 1);
-      throw new Expired(
-        `too old resource version: ${'rv' in request.consistency ? request.consistency.rv : ''} (${facts.oldestRevision})`,
-      );
+      {
+        const expired = new Expired(
+          `too old resource version: ${'rv' in request.consistency ? request.consistency.rv : ''} (${facts.oldestRevision})`,
+        );
+        // An accepted watch reports expiry as one ERROR event and ends, as the API server does.
+        if (request.verb === 'watch')
+          return watchErrorResponse(tier, expired, watchFraming(raw.headers.get('Accept')));
+        throw expired;
+      }
     case 'relay':
       return forward(tier, raw);
     case 'etcd':
@@ -220,4 +228,17 @@ function watchResponse(
   });
   for (const [k, v] of Object.entries(extra ?? {})) headers.set(k, v);
   return new Response(body, { status: 200, headers });
+}
+
+/** A watch that ends at once with one ERROR event (the rv it asked for left the window). */
+function watchErrorResponse(tier: ReadTier, error: Error, framing: WatchFraming): Response {
+  const body = new TextEncoder().encode(frameEvent(errorEvent(error), framing));
+  return new Response(body, {
+    status: 200,
+    headers: {
+      'Content-Type': watchContentType(framing),
+      'Cache-Control': 'no-store',
+      'X-Served-By': tier.tier,
+    },
+  });
 }

@@ -1,11 +1,161 @@
 /**
- * An edge replica: one Durable Object per (location, exposed prefix).
+ * An edge replica: one Durable Object per (location, exposed prefix[, shard]).
+ *
+ * It holds a WatchCache (core/) fed by the relay's replication stream (RelayLink) and serves the
+ * read API from it with the very code the relay runs (core/read-api.ts); what it cannot serve it
+ * forwards to the relay. The class only handles lifecycle and routing (STYLE.md §8).
+ *
+ *     cold ──first request──► starting (blockConcurrencyWhile: load SQLite) ──► serving
+ *                                                                               │  ▲
+ *               no reader or watcher for idleMs: close the relay stream ◄───────┘  │
+ *               (the object may now be evicted; the next request warm-starts) ─────┘
+ *
+ * No time travel: the cache only moves forward. A snapshot older than what the replica holds is
+ * ignored, and batches at or below its revision are skipped, so a relay that restarted behind
+ * the replica cannot move it backwards; the replica keeps serving until the relay passes it.
  */
 import { DurableObject } from 'cloudflare:workers';
+import { ServiceUnavailable } from '../core/errors.ts';
+import { errorResponse } from '../core/format.ts';
+import { serveRead } from '../core/read-api.ts';
+import { type Clock, type KvObject, type Revision, type RevisionBatch, systemClock } from '../core/types.ts';
+import { WatchCache } from '../core/watch-cache.ts';
+import { edgeTier } from './edge-tier.ts';
 import type { Env } from './index.ts';
+import { RelayLink } from './relay-link.ts';
+import { ReplicaStorage } from './storage.ts';
+
+/** Headers the Worker sets when it routes a request here. */
+export const REPLICA_HEADER = 'X-Edgewatch-Replica';
+export const PREFIX_HEADER = 'X-Edgewatch-Prefix';
+
+/** The edge keeps a shorter window than the relay: a Durable Object has 128 MB. */
+const EDGE_HISTORY = { maxEvents: 20_000, maxAgeMs: 75_000, maxBytes: 16 * 1024 * 1024 };
+
+type Status = { kind: 'cold' } | { kind: 'serving'; name: string; prefix: string };
 
 export class Replica extends DurableObject<Env> {
-  override async fetch(_request: Request): Promise<Response> {
-    return new Response('ok');
+  #status: Status = { kind: 'cold' };
+  readonly #clock: Clock = systemClock;
+  readonly #cache = new WatchCache({ clock: systemClock, ...EDGE_HISTORY });
+  #storage: ReplicaStorage | undefined;
+  #link: RelayLink | undefined;
+  #lastActivityAt = 0;
+  #watchers = 0;
+  #idleTimer: (() => void) | undefined;
+
+  override async fetch(request: Request): Promise<Response> {
+    const name = request.headers.get(REPLICA_HEADER);
+    const prefix = request.headers.get(PREFIX_HEADER);
+    if (name === null || prefix === null) {
+      return errorResponse(new ServiceUnavailable('replica reached without routing headers'), 'edge');
+    }
+    if (this.#status.kind === 'cold') {
+      await this.ctx.blockConcurrencyWhile(async () => this.#start(name, prefix));
+    }
+    this.#touch();
+    const url = new URL(request.url);
+    if (url.pathname === '/_replica/status') return Response.json(this.status());
+    return serveRead(this.#tier(), stripInternalHeaders(request));
   }
+
+  /** What the replica holds and how its link is doing (tests and the future dashboard). */
+  status() {
+    return {
+      status: this.#status.kind,
+      revision: this.#cache.revision,
+      ready: this.#cache.ready,
+      objects: this.#cache.size,
+      watchers: this.#watchers,
+      connected: this.#link?.connected ?? false,
+      linkRunning: this.#link?.running ?? false,
+      received: { ...(this.#link?.received ?? {}) },
+    };
+  }
+
+  /** Runs inside blockConcurrencyWhile: loads the stored state, then opens the relay stream. */
+  #start(name: string, prefix: string): void {
+    if (this.#status.kind !== 'cold') return;
+    const storage = new ReplicaStorage(this.ctx.storage, prefix);
+    this.#storage = storage;
+    const stored = storage.load();
+    if (stored) this.#cache.replace(stored.revision, stored.objects);
+    this.#status = { kind: 'serving', name, prefix };
+    this.#link = new RelayLink({
+      relayUrl: this.env.RELAY_URL,
+      secret: this.env.REPLICATION_SECRET ?? '',
+      prefix,
+      replica: name,
+      clock: this.#clock,
+      fromRevision: () => (this.#cache.ready ? this.#cache.revision : undefined),
+      handlers: {
+        snapshot: (revision, objects) => this.#onSnapshot(storage, revision, objects),
+        batches: (batches) => this.#onBatches(batches),
+        progress: (revision) => this.#onProgress(revision),
+        status: () => {},
+        log: (msg, fields) => console.log(JSON.stringify({ replica: name, msg, ...fields })),
+      },
+      ...(this.env.EDGE_HEARTBEAT_MS ? { heartbeatMs: Number(this.env.EDGE_HEARTBEAT_MS) } : {}),
+    });
+    this.#link.start();
+  }
+
+  #onSnapshot(storage: ReplicaStorage, revision: Revision, objects: KvObject[]): void {
+    if (this.#cache.ready && revision < this.#cache.revision) return; // no time travel
+    storage.replace(revision, objects);
+    this.#cache.replace(revision, objects);
+  }
+
+  #onBatches(batches: readonly RevisionBatch[]): void {
+    const fresh = batches.filter((b) => b.revision > this.#cache.revision);
+    if (fresh.length === 0 || !this.#cache.ready) return;
+    this.#storage?.applyBatches(fresh);
+    for (const batch of fresh) this.#cache.apply(batch);
+  }
+
+  #onProgress(revision: Revision): void {
+    if (!this.#cache.ready || revision <= this.#cache.revision) return;
+    this.#storage?.setRevision(revision);
+    this.#cache.progress(revision);
+  }
+
+  #tier() {
+    const link = this.#link;
+    const status = this.#status;
+    return edgeTier({
+      env: this.env,
+      clock: this.#clock,
+      cache: this.#cache,
+      link,
+      replica: status.kind === 'serving' ? status.name : '',
+      onWatch: (delta) => {
+        this.#watchers += delta;
+        this.#touch();
+      },
+    });
+  }
+
+  /** Keeps the relay stream open while anyone reads; closes it after the idle time. */
+  #touch(): void {
+    this.#lastActivityAt = this.#clock.now();
+    if (this.#link && !this.#link.running) this.#link.start();
+    if (this.#idleTimer) return;
+    const idleMs = Number(this.env.EDGE_IDLE_MS ?? 60_000);
+    const check = () => {
+      this.#idleTimer = undefined;
+      if (this.#watchers > 0 || this.#clock.now() - this.#lastActivityAt < idleMs) {
+        this.#idleTimer = this.#clock.setTimeout(check, idleMs);
+        return;
+      }
+      this.#link?.stop();
+    };
+    this.#idleTimer = this.#clock.setTimeout(check, idleMs);
+  }
+}
+
+function stripInternalHeaders(request: Request): Request {
+  const headers = new Headers(request.headers);
+  headers.delete(REPLICA_HEADER);
+  headers.delete(PREFIX_HEADER);
+  return new Request(request.url, { method: request.method, headers });
 }

@@ -1,0 +1,67 @@
+/**
+ * The edge replica as a `ReadTier` (core/read-api.ts): its cache is the replica's, "latest" is
+ * a `revisionRequest` over the replication stream (a few bytes, instead of forwarding the whole
+ * read), and what the plan sends elsewhere is forwarded to the relay.
+ */
+import { ServiceUnavailable } from '../core/errors.ts';
+import { errorResponse } from '../core/format.ts';
+import type { ReadTier } from '../core/read-api.ts';
+import type { Clock } from '../core/types.ts';
+import type { WatchCache } from '../core/watch-cache.ts';
+import type { Env } from './index.ts';
+import type { RelayLink } from './relay-link.ts';
+
+export interface EdgeTierOptions {
+  env: Env;
+  clock: Clock;
+  cache: WatchCache;
+  link: RelayLink | undefined;
+  replica: string;
+  onWatch(delta: 1 | -1): void;
+}
+
+/** Headers from the client that are passed on when a read is forwarded to the relay. */
+const FORWARDED_HEADERS = ['accept', 'if-none-match', 'authorization'];
+
+export function edgeTier(options: EdgeTierOptions): ReadTier {
+  const { env, cache, link, clock } = options;
+  const waitTimeoutMs = Number(env.EDGE_WAIT_MS ?? 1_000);
+  const relayUrl = env.RELAY_URL.replace(/\/$/, '');
+  return {
+    tier: 'edge',
+    exposedPrefixes: env.PREFIXES.split(',').map((p) => p.trim()),
+    clock,
+    waitTimeoutMs,
+    continueSecret: env.CONTINUE_SECRET,
+    // Without a live stream the replica cannot prove it is current: most-recent reads go to the relay.
+    consistentReadsFromCache: link?.connected ?? false,
+    cache: () => cache,
+    latestRevision: () => {
+      if (!link) return Promise.reject(new ServiceUnavailable('no relay link'));
+      return link.requestRevision(waitTimeoutMs);
+    },
+    forward: async (raw) => {
+      const url = new URL(raw.url);
+      const headers = new Headers();
+      for (const name of FORWARDED_HEADERS) {
+        const value = raw.headers.get(name);
+        if (value !== null) headers.set(name, value);
+      }
+      try {
+        return await fetch(`${relayUrl}${url.pathname}${url.search}`, { headers, signal: raw.signal });
+      } catch {
+        return errorResponse(new ServiceUnavailable('the relay is unreachable from the edge'), 'edge');
+      }
+    },
+    headers: () => {
+      const headers: Record<string, string> = { 'X-Edge-Replica': options.replica };
+      if (link && !link.connected) {
+        const since = link.lastContactAt > 0 ? clock.now() - link.lastContactAt : -1;
+        headers['X-Edge-Stale-Ms'] = String(since);
+      }
+      return headers;
+    },
+    onError: (error) => console.error(JSON.stringify({ msg: 'unexpected error', error: String(error) })),
+    onWatch: options.onWatch,
+  };
+}

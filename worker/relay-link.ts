@@ -1,0 +1,277 @@
+/**
+ * A replica's replication stream from the relay: one outbound WebSocket, authenticated with the
+ * shared secret, that delivers a snapshot or the deltas since the replica's revision, then
+ * ordered batches and progress marks (core/protocol.ts). It reconnects with backoff, detects a
+ * dead link with heartbeats, and answers "what is etcd's current revision?" for most-recent reads.
+ *
+ *     idle ─start()─► connecting ─open─► streaming ─close/error/silence─► waiting (backoff) ─┐
+ *       ▲                 ▲                                                                   │
+ *       └──── stop() ─────┴───────────────────────────────────────────────────────────────────┘
+ *
+ * The link only moves messages; what they do to the replica's state is the `LinkHandlers`' job.
+ * An outbound socket pins the Durable Object in memory: `stop()` it when the replica is idle.
+ */
+import { ServiceUnavailable } from '../core/errors.ts';
+import { decodeRelayMessage, type EdgeMessage, encode, PROTOCOL_VERSION } from '../core/protocol.ts';
+import type { Cancel, Clock, KvObject, Revision, RevisionBatch } from '../core/types.ts';
+
+export interface LinkHandlers {
+  /** A complete snapshot of the prefix at `revision`. */
+  snapshot(revision: Revision, objects: KvObject[]): void;
+  batches(batches: readonly RevisionBatch[]): void;
+  progress(revision: Revision): void;
+  /** The stream is (re)established or lost; for headers and for forwarding decisions. */
+  status(connected: boolean): void;
+  log(msg: string, fields?: Record<string, string | number | boolean | undefined>): void;
+}
+
+export interface RelayLinkOptions {
+  relayUrl: string;
+  secret: string;
+  prefix: string;
+  replica: string;
+  clock: Clock;
+  /** The revision the replica's state is at (asked at every connect); undefined for none. */
+  fromRevision(): Revision | undefined;
+  handlers: LinkHandlers;
+  /** Send a ping this often. */
+  heartbeatMs?: number;
+  /** Declare the link dead after this long without any message. */
+  silenceMs?: number;
+}
+
+const INITIAL_BACKOFF_MS = 100;
+const MAX_BACKOFF_MS = 5_000;
+
+export class RelayLink {
+  readonly #o: RelayLinkOptions;
+  readonly #heartbeatMs: number;
+  readonly #silenceMs: number;
+  #socket: WebSocket | undefined;
+  #running = false;
+  #connected = false;
+  #failures = 0;
+  #timers: Cancel[] = [];
+  #lastMessageAt = 0;
+  #nextId = 1;
+  #pending = new Map<
+    number,
+    { resolve: (r: Revision) => void; reject: (e: Error) => void; cancel: Cancel }
+  >();
+  #snapshot: { revision: Revision; objects: KvObject[] } | undefined;
+  /** Messages received, by type: what crossed the wire (tests assert warm restarts on it). */
+  readonly received: Record<string, number> = {};
+  lastContactAt = 0;
+
+  constructor(options: RelayLinkOptions) {
+    this.#o = options;
+    this.#heartbeatMs = options.heartbeatMs ?? 5_000;
+    this.#silenceMs = options.silenceMs ?? 15_000;
+  }
+
+  get connected(): boolean {
+    return this.#connected;
+  }
+
+  get running(): boolean {
+    return this.#running;
+  }
+
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    void this.#connect();
+  }
+
+  stop(): void {
+    this.#running = false;
+    this.#teardown('stopped');
+  }
+
+  /** etcd's current revision, via the relay; the relay promises progress reaching it. */
+  requestRevision(timeoutMs: number): Promise<Revision> {
+    const socket = this.#socket;
+    if (!this.#connected || socket === undefined) {
+      return Promise.reject(new ServiceUnavailable('the edge has no link to the relay'));
+    }
+    const id = this.#nextId++;
+    return new Promise<Revision>((resolve, reject) => {
+      const cancel = this.#o.clock.setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new ServiceUnavailable('the relay did not answer a revision request in time'));
+      }, timeoutMs);
+      this.#pending.set(id, { resolve, reject, cancel });
+      this.#send({ v: PROTOCOL_VERSION, type: 'revisionRequest', id });
+    });
+  }
+
+  async #connect(): Promise<void> {
+    if (!this.#running) return;
+    const { relayUrl, secret, clock } = this.#o;
+    let socket: WebSocket | null = null;
+    try {
+      const res = await fetch(`${relayUrl.replace(/\/$/, '')}/v1/replicate`, {
+        headers: { Upgrade: 'websocket', Authorization: `Bearer ${secret}` },
+      });
+      socket = res.webSocket;
+      if (socket === null) {
+        this.#o.handlers.log('relay refused the replication stream', { status: res.status });
+        await res.body?.cancel();
+        return this.#retry();
+      }
+    } catch (error) {
+      this.#o.handlers.log('relay unreachable', { error: String(error) });
+      return this.#retry();
+    }
+    if (!this.#running) {
+      socket.close(1000, 'stopped');
+      return;
+    }
+    socket.accept();
+    this.#socket = socket;
+    this.#lastMessageAt = clock.now();
+    socket.addEventListener('message', (event) => this.#onMessage(socket, event.data));
+    socket.addEventListener('close', () => this.#onDown(socket, 'closed'));
+    socket.addEventListener('error', () => this.#onDown(socket, 'error'));
+    const from = this.#o.fromRevision();
+    this.#send({
+      v: PROTOCOL_VERSION,
+      type: 'hello',
+      prefix: this.#o.prefix,
+      replica: this.#o.replica,
+      ...(from !== undefined && from > 0 ? { fromRevision: from } : {}),
+    });
+    this.#heartbeat(socket);
+  }
+
+  #heartbeat(socket: WebSocket): void {
+    const tick = () => {
+      if (this.#socket !== socket) return;
+      if (this.#o.clock.now() - this.#lastMessageAt > this.#silenceMs) {
+        this.#o.handlers.log('relay link silent; reconnecting');
+        this.#onDown(socket, 'silent');
+        return;
+      }
+      this.#send({ v: PROTOCOL_VERSION, type: 'ping' });
+      this.#timers.push(this.#o.clock.setTimeout(tick, this.#heartbeatMs));
+    };
+    this.#timers.push(this.#o.clock.setTimeout(tick, this.#heartbeatMs));
+  }
+
+  #onMessage(socket: WebSocket, data: unknown): void {
+    if (this.#socket !== socket) return;
+    this.#lastMessageAt = this.#o.clock.now();
+    this.lastContactAt = this.#lastMessageAt;
+    let message: ReturnType<typeof decodeRelayMessage>;
+    try {
+      message = decodeRelayMessage(data);
+    } catch (error) {
+      this.#o.handlers.log('bad message from relay; reconnecting', { error: String(error) });
+      this.#onDown(socket, 'protocol');
+      return;
+    }
+    this.received[message.type] = (this.received[message.type] ?? 0) + 1;
+    const h = this.#o.handlers;
+    switch (message.type) {
+      case 'snapshotStart':
+        this.#snapshot = { revision: message.revision, objects: [] };
+        return;
+      case 'snapshotChunk':
+        if (this.#snapshot) for (const o of message.objects) this.#snapshot.objects.push(o);
+        return;
+      case 'snapshotEnd': {
+        const snap = this.#snapshot;
+        this.#snapshot = undefined;
+        if (snap?.revision !== message.revision) {
+          this.#onDown(socket, 'protocol');
+          return;
+        }
+        this.#up();
+        h.snapshot(snap.revision, snap.objects);
+        return;
+      }
+      case 'batches':
+        this.#up();
+        h.batches(message.batches);
+        return;
+      case 'progress':
+        this.#up();
+        h.progress(message.revision);
+        return;
+      case 'revisionResponse': {
+        const pending = this.#pending.get(message.id);
+        if (!pending) return;
+        this.#pending.delete(message.id);
+        pending.cancel();
+        if ('error' in message) pending.reject(new ServiceUnavailable(message.error.message));
+        else pending.resolve(message.revision);
+        return;
+      }
+      case 'ping':
+        this.#send({ v: PROTOCOL_VERSION, type: 'pong' });
+        return;
+      case 'pong':
+        return;
+      case 'error':
+        h.log('relay ended the stream', { code: message.status.code, reason: message.status.message });
+        this.#onDown(socket, 'relay error');
+        return;
+    }
+  }
+
+  /** The stream delivers state: the link counts as connected, and backoff starts over. */
+  #up(): void {
+    this.#failures = 0;
+    if (!this.#connected) {
+      this.#connected = true;
+      this.#o.handlers.status(true);
+    }
+  }
+
+  #onDown(socket: WebSocket, why: string): void {
+    if (this.#socket !== socket) return;
+    this.#teardown(why);
+    this.#retry();
+  }
+
+  #teardown(why: string): void {
+    const socket = this.#socket;
+    this.#socket = undefined;
+    this.#snapshot = undefined;
+    for (const cancel of this.#timers) cancel();
+    this.#timers = [];
+    for (const [id, pending] of this.#pending) {
+      pending.cancel();
+      pending.reject(new ServiceUnavailable(`the relay link went down (${why})`));
+      this.#pending.delete(id);
+    }
+    if (socket) {
+      try {
+        socket.close(1000, why.slice(0, 100));
+      } catch {
+        // already closed
+      }
+    }
+    if (this.#connected) {
+      this.#connected = false;
+      this.#o.handlers.status(false);
+    }
+  }
+
+  #retry(): void {
+    if (!this.#running) return;
+    const delay =
+      Math.min(MAX_BACKOFF_MS, INITIAL_BACKOFF_MS * 2 ** this.#failures) * (0.5 + Math.random() / 2);
+    this.#failures++;
+    this.#timers.push(this.#o.clock.setTimeout(() => void this.#connect(), delay));
+  }
+
+  #send(message: EdgeMessage): void {
+    try {
+      this.#socket?.send(encode(message));
+    } catch (error) {
+      const socket = this.#socket;
+      if (socket) this.#onDown(socket, `send failed: ${String(error)}`);
+    }
+  }
+}

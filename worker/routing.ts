@@ -1,0 +1,27 @@
+/**
+ * Which replica a request belongs to. The Worker validates the whole request with the same parser
+ * the replica uses (core/request.ts), so malformed reads are answered at once, without waking a
+ * Durable Object.
+ */
+import { ApiError } from '../core/errors.ts';
+import { errorResponse } from '../core/format.ts';
+import { exposedPrefixFor, parseReadRequest } from '../core/request.ts';
+
+const STATUS_PATH = '/_replica/status/';
+
+/** The exposed prefix whose replica serves `url`, or the error response to send instead. */
+export function exposedPrefixOfPath(url: URL, prefixes: string, continueSecret?: string): string | Response {
+  const exposedPrefixes = prefixes.split(',').map((p) => p.trim());
+  try {
+    if (url.pathname.startsWith(STATUS_PATH)) {
+      return exposedPrefixFor(`/${url.pathname.slice(STATUS_PATH.length)}`, exposedPrefixes, 'prefix');
+    }
+    return parseReadRequest(url.pathname, url.searchParams, {
+      exposedPrefixes,
+      ...(continueSecret !== undefined ? { continueSecret } : {}),
+    }).exposedPrefix;
+  } catch (error) {
+    if (error instanceof ApiError) return errorResponse(error, 'edge');
+    throw error;
+  }
+}
