@@ -26,6 +26,8 @@ export interface StackOptions {
   worker?: boolean;
   relayArgs?: string[];
   workerVars?: Record<string, string>;
+  /** Writes to etcd before the relay starts (history no cache can hold). */
+  beforeRelay?: (client: Etcd3) => Promise<void>;
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
@@ -41,6 +43,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     await etcd.stop();
   };
   try {
+    await options.beforeRelay?.(client);
     const config = parseConfig(
       [
         '--port',
@@ -55,6 +58,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       {},
     );
     relay = await startRelay(config, silentLogger);
+    await relay.ready();
     if (options.worker !== false) {
       worker = await startWorker({
         relayUrl: relay.url,
