@@ -17,6 +17,10 @@ export interface Stack {
   client: Etcd3;
   relay: RunningRelay;
   worker: RunningWorker | undefined;
+  /** Stops the relay (if running) and starts a fresh one on the same port: a relay restart. */
+  restartRelay(): Promise<void>;
+  /** Stops the relay; `restartRelay` brings it back. */
+  stopRelay(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -59,6 +63,18 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     );
     relay = await startRelay(config, silentLogger);
     await relay.ready();
+    const port = relay.port;
+    let relayRunning = true;
+    const stopRelay = async () => {
+      if (relayRunning) await relay?.stop();
+      relayRunning = false;
+    };
+    const restartRelay = async () => {
+      await stopRelay();
+      relay = await startRelay({ ...config, port }, silentLogger);
+      relayRunning = true;
+      await relay.ready();
+    };
     if (options.worker !== false) {
       worker = await startWorker({
         relayUrl: relay.url,
@@ -67,7 +83,23 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         ...(options.workerVars ? { vars: options.workerVars } : {}),
       });
     }
-    return { etcd, client, relay, worker, stop };
+    return {
+      etcd,
+      client,
+      get relay() {
+        if (!relay) throw new Error('no relay');
+        return relay;
+      },
+      worker,
+      restartRelay,
+      stopRelay,
+      stop: async () => {
+        await worker?.stop();
+        await stopRelay();
+        client.close();
+        await etcd.stop();
+      },
+    };
   } catch (error) {
     await stop();
     throw error;

@@ -45,7 +45,9 @@ export interface RunningWorker {
   readonly url: string;
   readonly persistDir: string;
   readonly miniflare: Miniflare;
-  /** Stop workerd (every Durable Object is evicted) and start it again on the same storage. */
+  /** Stop workerd: every Durable Object is gone from memory, its SQLite stays. */
+  suspend(): Promise<void>;
+  /** Start workerd again on the same port and storage (stopping it first if it runs). */
   restart(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -73,20 +75,27 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       },
     });
   let mf = make();
+  let running = true;
   const url = (await mf.ready).toString().replace(/\/$/, '');
+  const suspend = async () => {
+    if (running) await mf.dispose();
+    running = false;
+  };
   return {
     url,
     persistDir,
     get miniflare() {
       return mf;
     },
+    suspend,
     async restart() {
-      await mf.dispose();
+      await suspend();
       mf = make();
+      running = true;
       await mf.ready;
     },
     async stop() {
-      await mf.dispose();
+      await suspend();
       if (temporary) rmSync(persistDir, { recursive: true, force: true });
     },
   };

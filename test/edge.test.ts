@@ -1,0 +1,224 @@
+/**
+ * What only the edge does, against real etcd, a real relay and the Worker in real workerd:
+ * serving from its replica, warm restarts from SQLite, surviving a relay outage and restart,
+ * refusing a wrong secret, recovering from a cut snapshot, and isolating slow watchers.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { WatchReader } from './contract/watch-reader.ts';
+import { type Stack, startStack, TEST_SECRET } from './helpers/stack.ts';
+import { startProxy } from './helpers/tcp-proxy.ts';
+import { startWorker } from './helpers/worker.ts';
+
+const PREFIX = '/registry/';
+
+interface ReplicaStatus {
+  revision: number;
+  ready: boolean;
+  objects: number;
+  connected: boolean;
+  watchers: number;
+  received: Record<string, number>;
+}
+
+async function status(baseUrl: string): Promise<ReplicaStatus> {
+  const res = await fetch(`${baseUrl}/_replica/status${PREFIX}`);
+  return (await res.json()) as ReplicaStatus;
+}
+
+/** Polls the replica's status until `ok` holds; fails the test after `deadlineMs`. */
+async function until(
+  baseUrl: string,
+  ok: (s: ReplicaStatus) => boolean,
+  what: string,
+  deadlineMs = 10_000,
+): Promise<ReplicaStatus> {
+  const deadline = Date.now() + deadlineMs;
+  for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
+    const s = await status(baseUrl);
+    if (ok(s)) return s;
+    if (Date.now() > deadline) throw new Error(`replica never ${what}: ${JSON.stringify(s)}`);
+    await new Promise((r) => setTimeout(r, delay));
+  }
+}
+
+async function put(stack: Stack, key: string, value: string): Promise<number> {
+  const res = await stack.client.put(key).value(value).exec();
+  return Number(res.header.revision);
+}
+
+describe('the edge replica', () => {
+  let stack: Stack | undefined;
+  const cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+    await stack?.stop();
+    stack = undefined;
+  });
+
+  const edgeUrl = () => {
+    if (!stack?.worker) throw new Error('no worker');
+    return stack.worker.url;
+  };
+
+  it('serves rv=0, not-older-than and most-recent reads from its own replica once synced', async () => {
+    stack = await startStack();
+    await put(stack, `${PREFIX}a`, '1');
+    await status(edgeUrl());
+    await until(edgeUrl(), (s) => s.ready && s.connected, 'synced');
+
+    const rev = await put(stack, `${PREFIX}a`, '2');
+    for (const query of ['', '?resourceVersion=0', `?resourceVersion=${rev}`]) {
+      const res = await fetch(`${edgeUrl()}/v1/kv${PREFIX}a${query}`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('X-Served-By')).toBe('edge');
+      expect(res.headers.get('X-Edge-Replica')).toContain(PREFIX);
+      if (query !== '?resourceVersion=0') {
+        expect(await res.json()).toMatchObject({ value: '2', modRevision: rev });
+        expect(Number(res.headers.get('X-Resource-Version'))).toBeGreaterThanOrEqual(rev);
+      } else {
+        await res.body?.cancel();
+      }
+    }
+  });
+
+  it('restarts warm from SQLite and resumes the stream without a snapshot', async () => {
+    stack = await startStack();
+    for (let i = 0; i < 50; i++) await put(stack, `${PREFIX}warm/${i}`, `v${i}`);
+    const before = await put(stack, `${PREFIX}warm/last`, 'x');
+    await status(edgeUrl());
+    await until(edgeUrl(), (s) => s.revision >= before, `reached ${before}`);
+
+    await stack.worker?.suspend();
+    const during = await put(stack, `${PREFIX}warm/while-down`, 'y');
+    await stack.worker?.restart();
+
+    // The first read after the restart is answered from what SQLite held, with no wait.
+    const res = await fetch(`${edgeUrl()}/v1/list${PREFIX}warm/?resourceVersion=0`);
+    expect(res.headers.get('X-Served-By')).toBe('edge');
+    const body = (await res.json()) as { items: unknown[] };
+    expect(body.items.length).toBeGreaterThanOrEqual(51);
+
+    const after = await until(
+      edgeUrl(),
+      (s) => s.revision >= during && s.connected,
+      `caught up to ${during}`,
+    );
+    expect(after.received.snapshotStart ?? 0).toBe(0);
+    expect((after.received.batches ?? 0) + (after.received.progress ?? 0)).toBeGreaterThan(0);
+    const got = await fetch(`${edgeUrl()}/v1/kv${PREFIX}warm/while-down?resourceVersion=${during}`);
+    expect(got.headers.get('X-Served-By')).toBe('edge');
+    expect(await got.json()).toMatchObject({ value: 'y' });
+  });
+
+  it('keeps answering rv=0 reads while the relay is down, 503 for the rest, and never moves backwards', async () => {
+    stack = await startStack({ workerVars: { EDGE_WAIT_MS: '200' } });
+    const rev = await put(stack, `${PREFIX}outage`, 'v');
+    await status(edgeUrl());
+    const synced = await until(edgeUrl(), (s) => s.revision >= rev && s.connected, 'synced');
+
+    await stack.stopRelay();
+    await until(edgeUrl(), (s) => !s.connected, 'noticed the relay is gone');
+    const stale = await fetch(`${edgeUrl()}/v1/kv${PREFIX}outage?resourceVersion=0`);
+    expect(stale.status).toBe(200);
+    expect(stale.headers.get('X-Served-By')).toBe('edge');
+    expect(Number(stale.headers.get('X-Edge-Stale-Ms'))).toBeGreaterThanOrEqual(0);
+    expect(Number(stale.headers.get('X-Resource-Version'))).toBeGreaterThanOrEqual(synced.revision);
+    await stale.body?.cancel();
+
+    const recent = await fetch(`${edgeUrl()}/v1/kv${PREFIX}outage`);
+    expect(recent.status).toBe(503);
+    expect(await recent.json()).toMatchObject({ kind: 'Status', code: 503, reason: 'ServiceUnavailable' });
+
+    const next = await put(stack, `${PREFIX}outage`, 'w');
+    await stack.restartRelay();
+    const resumed = await until(edgeUrl(), (s) => s.revision >= next && s.connected, `resumed to ${next}`);
+    expect(resumed.revision).toBeGreaterThanOrEqual(synced.revision);
+    const fresh = await fetch(`${edgeUrl()}/v1/kv${PREFIX}outage`);
+    expect(fresh.headers.get('X-Served-By')).toBe('edge');
+    expect(await fresh.json()).toMatchObject({ value: 'w' });
+  });
+
+  it('is refused by the relay with a wrong secret and forwards reads instead of serving stale ones', async () => {
+    stack = await startStack({ worker: false });
+    await put(stack, `${PREFIX}secret`, 'v');
+    const worker = await startWorker({ relayUrl: stack.relay.url, replicationSecret: `not-${TEST_SECRET}` });
+    cleanups.push(() => worker.stop());
+
+    const res = await fetch(`${worker.url}/v1/kv${PREFIX}secret?resourceVersion=0`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('X-Served-By')).not.toBe('edge');
+    await res.body?.cancel();
+    const s = await status(worker.url);
+    expect(s.connected).toBe(false);
+    expect(s.ready).toBe(false);
+    expect(s.received.snapshotStart ?? 0).toBe(0);
+  });
+
+  it('recovers from a replication stream cut in the middle of a snapshot', async () => {
+    const value = 'x'.repeat(2048);
+    stack = await startStack({
+      worker: false,
+      beforeRelay: async (client) => {
+        for (let i = 0; i < 4000; i += 100) {
+          const puts = [];
+          for (let j = i; j < i + 100; j++)
+            puts.push(client.put(`${PREFIX}big/${String(j).padStart(5, '0')}`).value(value));
+          await client
+            .if(`${PREFIX}big/00000`, 'Version', '>', -1)
+            .then(...puts)
+            .commit();
+        }
+      },
+    });
+    const proxy = await startProxy(stack.relay.port);
+    cleanups.push(() => proxy.close());
+    proxy.setDelay(20);
+    const worker = await startWorker({
+      relayUrl: `http://127.0.0.1:${proxy.port}`,
+      replicationSecret: TEST_SECRET,
+    });
+    cleanups.push(() => worker.stop());
+
+    await status(worker.url);
+    await until(
+      worker.url,
+      (s) => (s.received.snapshotChunk ?? 0) > 0 && !s.ready,
+      'started a snapshot',
+      15_000,
+    );
+    proxy.cutAll();
+    proxy.setDelay(0);
+    const rev = await put(stack, `${PREFIX}big/after-cut`, 'done');
+    const s = await until(worker.url, (x) => x.ready && x.revision >= rev, 'completed a snapshot', 20_000);
+    expect(s.objects).toBe(4001);
+    // The cut snapshot was thrown away and a whole new one taken (the replica had no state to resume).
+    expect(s.received.snapshotStart).toBeGreaterThanOrEqual(2);
+    const list = await fetch(`${worker.url}/v1/list${PREFIX}big/?resourceVersion=0`);
+    expect(list.headers.get('X-Served-By')).toBe('edge');
+    const body = (await list.json()) as { items: { key: string; value: string }[] };
+    expect(body.items).toHaveLength(4001);
+    expect(body.items.every((o) => o.value === value || o.value === 'done')).toBe(true);
+  });
+
+  it('does not let a watcher that stops reading delay the others', async () => {
+    stack = await startStack();
+    await put(stack, `${PREFIX}slow/seed`, 'v');
+    await status(edgeUrl());
+    const synced = await until(edgeUrl(), (s) => s.ready && s.connected, 'synced');
+
+    const url = `${edgeUrl()}/v1/list${PREFIX}slow/?watch=true&resourceVersion=${synced.revision}`;
+    const stalled = await fetch(url); // never read: its buffers fill up
+    cleanups.push(async () => {
+      await stalled.body?.cancel();
+    });
+    const fast = await WatchReader.open(url);
+    cleanups.push(async () => fast.close());
+
+    const big = 'y'.repeat(64 * 1024);
+    let last = 0;
+    for (let i = 0; i < 120; i++) last = await put(stack, `${PREFIX}slow/k${i % 10}`, `${i}:${big}`);
+    const events = await fast.take(120, 20_000);
+    expect(events).toHaveLength(120);
+    expect(events.at(-1)).toMatchObject({ object: { modRevision: last } });
+  });
+});
