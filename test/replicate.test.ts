@@ -19,7 +19,7 @@ import {
 import type { RevisionBatch } from '../core/types.ts';
 import { parseConfig } from '../relay/config.ts';
 import type { LogFields, Logger } from '../relay/log.ts';
-import { attachReplication } from '../relay/replicate.ts';
+import { attachReplication, type ReplicationOptions } from '../relay/replicate.ts';
 import { type RunningRelay, startRelay } from '../relay/server.ts';
 import { type EtcdProcess, startEtcd } from '../scripts/lib/etcd-process.ts';
 import { TEST_SECRET } from './helpers/stack.ts';
@@ -34,29 +34,39 @@ function recordingLogger(lines: string[]): Logger {
   return { info: record('info'), warn: record('warn'), error: record('error') };
 }
 
-/** A minimal edge: every message it received, in order, and a cursor to wait on the next ones. */
+/**
+ * A minimal edge: every message it received, in order, and a cursor to wait on the next ones.
+ * It answers the relay's pings (unless told not to) and keeps them out of `messages`.
+ */
 class Edge {
   readonly messages: RelayMessage[] = [];
   readonly closed: Promise<number>;
   readonly ws: WebSocket;
+  pings = 0;
   #read = 0;
   #wake: (() => void) | undefined;
 
-  private constructor(ws: WebSocket) {
+  private constructor(ws: WebSocket, answerPings: boolean) {
     this.ws = ws;
     ws.on('message', (data: RawData) => {
-      this.messages.push(decodeRelayMessage(String(data)));
+      const message = decodeRelayMessage(String(data));
+      if (message.type === 'ping') {
+        this.pings++;
+        if (answerPings) this.send({ v: 1, type: 'pong' });
+      } else {
+        this.messages.push(message);
+      }
       this.#wake?.();
     });
     this.closed = new Promise((resolve) => ws.on('close', (code) => resolve(code)));
   }
 
-  static open(url: string, secret = TEST_SECRET): Promise<Edge> {
+  static open(url: string, secret = TEST_SECRET, answerPings = true): Promise<Edge> {
     const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/replicate`, {
       headers: { Authorization: `Bearer ${secret}` },
     });
     return new Promise((resolve, reject) => {
-      ws.once('open', () => resolve(new Edge(ws)));
+      ws.once('open', () => resolve(new Edge(ws, answerPings)));
       ws.once('error', reject);
     });
   }
@@ -131,8 +141,8 @@ describe('the replication endpoint', () => {
   let relay: RunningRelay;
   const lines: string[] = [];
   const edges: Edge[] = [];
-  const open = async (url = relay.url) => {
-    const edge = await Edge.open(url);
+  const open = async (url = relay.url, secret = TEST_SECRET, answerPings = true) => {
+    const edge = await Edge.open(url, secret, answerPings);
     edges.push(edge);
     return edge;
   };
@@ -350,52 +360,97 @@ describe('the replication endpoint', () => {
     }
   });
 
-  it('keeps delivering to one replica while another stops reading, and the slow one misses nothing', async () => {
+  /** A second endpoint over the relay's caches, with its own settings; closed by the test. */
+  const extraEndpoint = async (options: Partial<ReplicationOptions>) => {
     const server: Server = createServer();
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const address = server.address();
-    const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
     const endpoint = attachReplication(server, {
       caches: relay.caches,
-      secrets: ['rotated-out', TEST_SECRET],
+      secrets: [TEST_SECRET],
       log: recordingLogger(lines),
-      highWaterBytes: 256 * 1024,
-      lowWaterBytes: 64 * 1024,
+      ...options,
+    });
+    return {
+      url: `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`,
+      endpoint,
+      async close() {
+        for (const edge of edges.splice(0)) edge.ws.terminate();
+        await endpoint.close();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+      },
+    };
+  };
+
+  it('keeps delivering to one replica while another stops reading, and the slow one misses nothing', async () => {
+    const { url, endpoint, close } = await extraEndpoint({
+      highWaterBytes: 1024 * 1024,
+      lowWaterBytes: 256 * 1024,
     });
     try {
-      const from = await tick();
       const slow = await open(url);
       const fast = await open(url);
-      slow.send({ v: 1, type: 'hello', prefix: '/registry/', replica: 'test-slow', fromRevision: from });
-      fast.send({ v: 1, type: 'hello', prefix: '/registry/', replica: 'test-fast', fromRevision: from });
-      await Promise.all([slow.next(), fast.next()]); // both resumed (progress at `from`)
+      slow.send({ v: 1, type: 'hello', prefix: '/registry/', replica: 'test-slow' });
+      fast.send({ v: 1, type: 'hello', prefix: '/registry/', replica: 'test-fast' });
+      await Promise.all([
+        slow.until((m) => m.type === 'snapshotEnd'),
+        fast.until((m) => m.type === 'snapshotEnd'),
+      ]);
+      const received = slow.messages.length;
       (slow.ws as unknown as { _socket: Socket })._socket.pause();
+      const slowInfo = () => endpoint.replicas().find((r) => r.replica === 'test-slow');
 
       // Big writes until the slow replica's stream is paused, then a few more: the fast replica
       // gets each one as it is written, whatever the slow one's socket holds.
-      const value = 'y'.repeat(256 * 1024);
+      const value = 'y'.repeat(128 * 1024);
       const written: number[] = [];
-      let afterPause = 0;
-      for (let i = 0; afterPause < 5; i++) {
-        if (i >= 200) throw new Error('the slow replica was never paused');
+      for (let i = 0, afterPause = 0; afterPause < 5; i++) {
+        if (i >= 400) throw new Error('the slow replica was never paused');
         const revision = revisionOf(await client.put(`/registry/big/${i % 8}`).value(value));
         written.push(revision);
         const batches = await fast.reach(revision);
         expect(batches.at(-1)?.revision).toBe(revision);
-        if (endpoint.stats.pauses > 0) afterPause++;
+        if (slowInfo()?.paused) afterPause++;
       }
-      expect(slow.messages.filter((m) => m.type === 'batches').length).toBeLessThan(written.length);
+      expect(slowInfo()).toMatchObject({ paused: true });
+      expect(slowInfo()?.unflushedBytes).toBeGreaterThan(256 * 1024);
+      expect(slow.messages.length).toBe(received); // it read nothing meanwhile
 
       (slow.ws as unknown as { _socket: Socket })._socket.resume();
-      const last = written.at(-1) as number;
-      const slowBatches = await slow.reach(last);
+      const slowBatches = await slow.reach(written.at(-1) as number);
       expect(slowBatches.map((b) => b.revision)).toEqual(written);
       expect(slowBatches.flatMap((b) => b.events).every((e) => e.object.value === value)).toBe(true);
     } finally {
-      for (const edge of edges.splice(0)) edge.ws.terminate();
-      await endpoint.close();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await close();
     }
     expect(endpoint.connections).toBe(0);
+  });
+
+  it('pings, accepts either of two rotated secrets, and cuts a replica that stays silent', async () => {
+    const { url, endpoint, close } = await extraEndpoint({
+      secrets: ['old-secret', TEST_SECRET],
+      pingIntervalMs: 50,
+      idleTimeoutMs: 300,
+    });
+    try {
+      const silent = await open(url, 'old-secret', false);
+      silent.send({ v: 1, type: 'hello', prefix: '/registry/', replica: 'test-silent' });
+      expect(await silent.closed).toBe(4408); // the close frame goes out just before the socket is cut
+      expect(silent.pings).toBeGreaterThan(0);
+      expect(endpoint.stats.idleClosed).toBe(1);
+      const lively = await open(url, TEST_SECRET, true);
+      lively.send({ v: 1, type: 'hello', prefix: '/registry/', replica: 'test-lively' });
+      lively.send({ v: 1, type: 'ping' });
+      await lively.until((m) => m.type === 'pong');
+      await lively.until((m) => m.type === 'snapshotEnd');
+      const pings = lively.pings;
+      // Answering pings keeps it open well past the idle timeout: a write still reaches it later.
+      await expect.poll(() => lively.pings, { timeout: DEADLINE_MS }).toBeGreaterThan(pings + 10);
+      const revision = revisionOf(await client.put('/registry/lively').value('1'));
+      expect((await lively.reach(revision)).at(-1)?.revision).toBe(revision);
+      expect(endpoint.stats.idleClosed).toBe(1);
+    } finally {
+      await close();
+    }
   });
 });
