@@ -16,10 +16,11 @@ import {
   type RelayMessage,
   TARGET_MESSAGE_BYTES,
 } from '../core/protocol.ts';
-import type { RevisionBatch } from '../core/types.ts';
+import { type RevisionBatch, systemClock } from '../core/types.ts';
+import { WatchCache } from '../core/watch-cache.ts';
 import { parseConfig } from '../relay/config.ts';
 import type { LogFields, Logger } from '../relay/log.ts';
-import { attachReplication, type ReplicationOptions } from '../relay/replicate.ts';
+import { attachReplication, type ReplicationOptions, type ReplicationSource } from '../relay/replicate.ts';
 import { type RunningRelay, startRelay } from '../relay/server.ts';
 import { type EtcdProcess, startEtcd } from '../scripts/lib/etcd-process.ts';
 import { TEST_SECRET } from './helpers/stack.ts';
@@ -449,6 +450,58 @@ describe('the replication endpoint', () => {
       const revision = revisionOf(await client.put('/registry/lively').value('1'));
       expect((await lively.reach(revision)).at(-1)?.revision).toBe(revision);
       expect(endpoint.stats.idleClosed).toBe(1);
+    } finally {
+      await close();
+    }
+  });
+
+  it('answers 503 while a cache cannot load, and revisionRequest with 503 or 504 when etcd cannot confirm', async () => {
+    // Failure paths need an etcd that misbehaves on cue, so these sources stand in for PrefixCache.
+    const loaded = new WatchCache({ clock: systemClock });
+    loaded.replace(5, []);
+    const source = (prefix: string, fields: Partial<ReplicationSource>): ReplicationSource => ({
+      prefix,
+      cache: loaded,
+      ready: true,
+      whenReady: Promise.resolve(),
+      latestRevision: async () => 5,
+      ...fields,
+    });
+    const caches = new Map<string, ReplicationSource>([
+      [
+        '/loading/',
+        source('/loading/', {
+          cache: new WatchCache({ clock: systemClock }),
+          ready: false,
+          whenReady: new Promise(() => {}),
+        }),
+      ],
+      [
+        '/down/',
+        source('/down/', { latestRevision: () => Promise.reject(new Error('connect ECONNREFUSED')) }),
+      ],
+      ['/behind/', source('/behind/', { latestRevision: async () => 1_000_000 })],
+    ]);
+    const { url, close } = await extraEndpoint({ caches, readyTimeoutMs: 100, waitTimeoutMs: 200 });
+    try {
+      const loading = await open(url);
+      loading.send({ v: 1, type: 'hello', prefix: '/loading/', replica: 'test-loading' });
+      expect(await loading.next()).toMatchObject({ type: 'error', status: { code: 503 } });
+      expect(await loading.closed).toBe(4503);
+
+      for (const [prefix, code] of [
+        ['/down/', 503],
+        ['/behind/', 504],
+      ] as const) {
+        const edge = await open(url);
+        edge.send({ v: 1, type: 'hello', prefix, replica: `test${prefix}` });
+        await edge.until((m) => m.type === 'snapshotEnd');
+        edge.send({ v: 1, type: 'revisionRequest', id: 3 });
+        const [response] = (await edge.until((m) => m.type === 'revisionResponse')).slice(-1);
+        expect(response).toMatchObject({ id: 3, error: { kind: 'Status', code } });
+        edge.send({ v: 1, type: 'ping' });
+        await edge.until((m) => m.type === 'pong'); // a failed request does not end the stream
+      }
     } finally {
       await close();
     }
