@@ -5,7 +5,8 @@
  * Why here and not in hono: the stream is long-lived and push-based, with its own backpressure,
  * so it sits on the node server's `upgrade` event, beside the read API, over the same caches.
  *
- * Per connection (one replica, one prefix):
+ * This module accepts and authenticates; each accepted socket becomes a `ReplicaStream`
+ * (relay/replica-stream.ts). Per connection (one replica, one prefix):
  *
  *   upgrade ─ auth (Bearer, constant time) ─► wait hello ─┬─ fromRevision >= history start ─► resume
  *      │ no/wrong secret: HTTP 401 Status                 └─ absent or older ─► snapshot (chunks)
