@@ -16,6 +16,7 @@ interface ReplicaStatus {
   ready: boolean;
   objects: number;
   connected: boolean;
+  linkRunning: boolean;
   watchers: number;
   received: Record<string, number>;
 }
@@ -220,5 +221,54 @@ describe('the edge replica', () => {
     const events = await fast.take(120, 20_000);
     expect(events).toHaveLength(120);
     expect(events.at(-1)).toMatchObject({ object: { modRevision: last } });
+  });
+
+  it('closes its relay stream when idle and warm-starts it on the next read', async () => {
+    stack = await startStack({ workerVars: { EDGE_IDLE_MS: '200' } });
+    const rev = await put(stack, `${PREFIX}idle`, 'v');
+    const first = await fetch(`${edgeUrl()}/v1/kv${PREFIX}idle?resourceVersion=0`);
+    await first.body?.cancel();
+    await until(edgeUrl(), (s) => s.revision >= rev && s.connected, 'synced');
+    await until(edgeUrl(), (s) => !s.linkRunning && !s.connected, 'closed its stream when idle');
+
+    const next = await put(stack, `${PREFIX}idle`, 'w');
+    const res = await fetch(`${edgeUrl()}/v1/kv${PREFIX}idle?resourceVersion=${next}`);
+    expect(res.headers.get('X-Served-By')).toBe('edge');
+    expect(await res.json()).toMatchObject({ value: 'w' });
+    const s = await status(edgeUrl());
+    expect(s.received.snapshotStart).toBe(1);
+  });
+
+  it('applies a transaction cut in flight exactly once, all keys at one revision', async () => {
+    stack = await startStack({ worker: false });
+    const proxy = await startProxy(stack.relay.port);
+    cleanups.push(() => proxy.close());
+    const worker = await startWorker({
+      relayUrl: `http://127.0.0.1:${proxy.port}`,
+      replicationSecret: TEST_SECRET,
+    });
+    cleanups.push(() => worker.stop());
+    await put(stack, `${PREFIX}txn/seed`, 'v');
+    await status(worker.url);
+    await until(worker.url, (s) => s.ready && s.connected, 'synced');
+
+    proxy.setDelay(20);
+    const value = 'z'.repeat(10 * 1024);
+    const puts = [];
+    for (let i = 0; i < 100; i++) puts.push(stack.client.put(`${PREFIX}txn/k${i}`).value(value));
+    const res = await stack.client
+      .if(`${PREFIX}txn/seed`, 'Version', '>', 0)
+      .then(...puts)
+      .commit();
+    const rev = Number(res.header.revision);
+    proxy.cutAll(); // the ~1 MB batch is still crossing the delayed link
+    proxy.setDelay(0);
+
+    await until(worker.url, (s) => s.revision >= rev && s.connected, `reached ${rev}`);
+    const list = await fetch(`${worker.url}/v1/list${PREFIX}txn/?resourceVersion=${rev}`);
+    expect(list.headers.get('X-Served-By')).toBe('edge');
+    const body = (await list.json()) as { items: { key: string; modRevision: number }[] };
+    expect(body.items).toHaveLength(101);
+    expect(body.items.filter((o) => o.modRevision === rev)).toHaveLength(100);
   });
 });

@@ -53,9 +53,9 @@ export class Replica extends DurableObject<Env> {
     if (this.#status.kind === 'cold') {
       await this.ctx.blockConcurrencyWhile(async () => this.#start(name, prefix));
     }
+    // Looking at the status is not reading: it must not keep an idle replica's stream open.
+    if (new URL(request.url).pathname === '/_replica/status') return Response.json(this.status());
     this.#touch();
-    const url = new URL(request.url);
-    if (url.pathname === '/_replica/status') return Response.json(this.status());
     return serveRead(this.#tier(), stripInternalHeaders(request));
   }
 
