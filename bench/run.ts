@@ -14,6 +14,7 @@ import type { SectionContext, SectionResult } from './lib/result.ts';
 import { progress } from './lib/stats.ts';
 import { benchList } from './list.ts';
 import { benchMemory } from './memory.ts';
+import { benchPropagation } from './propagation.ts';
 import { benchTiers } from './tiers.ts';
 
 type Section = (ctx: SectionContext) => Promise<SectionResult>;
@@ -21,6 +22,7 @@ type Section = (ctx: SectionContext) => Promise<SectionResult>;
 /** Section id → runner and its share of the ~10 minute budget (ms, full run). */
 const SECTIONS: ReadonlyMap<number, { run: Section; budgetMs: number }> = new Map([
   [1, { run: benchList, budgetMs: 180_000 }],
+  [2, { run: benchPropagation, budgetMs: 90_000 }],
   [4, { run: benchMemory, budgetMs: 90_000 }],
   [6, { run: benchTiers, budgetMs: 60_000 }],
 ]);
