@@ -15,6 +15,7 @@ import { progress } from './lib/stats.ts';
 import { benchList } from './list.ts';
 import { benchMemory } from './memory.ts';
 import { benchPropagation } from './propagation.ts';
+import { benchSync } from './sync.ts';
 import { benchTiers } from './tiers.ts';
 
 type Section = (ctx: SectionContext) => Promise<SectionResult>;
@@ -24,6 +25,7 @@ const SECTIONS: ReadonlyMap<number, { run: Section; budgetMs: number }> = new Ma
   [1, { run: benchList, budgetMs: 180_000 }],
   [2, { run: benchPropagation, budgetMs: 90_000 }],
   [4, { run: benchMemory, budgetMs: 90_000 }],
+  [5, { run: benchSync, budgetMs: 90_000 }],
   [6, { run: benchTiers, budgetMs: 60_000 }],
 ]);
 
@@ -77,7 +79,7 @@ for (const id of args.only) {
   );
   for (const f of result.figures) {
     progress(
-      `    ${f.name}: ${f.value} ${f.unit}${f.target ? ` (target ${f.target}: ${f.met ? 'met' : 'MISSED'})` : ''}`,
+      `    ${f.name}: ${f.value} ${f.unit}${f.target ? ` (target ${f.target}${f.met === undefined ? '' : f.met ? ': met' : ': MISSED'})` : ''}`,
     );
   }
 }

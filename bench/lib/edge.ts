@@ -26,6 +26,7 @@ export interface ReplicaStatus {
   ready: boolean;
   objects: number;
   connected: boolean;
+  received?: Record<string, number>;
 }
 
 export async function replicaStatus(workerUrl: string, colo: string, prefix: string): Promise<ReplicaStatus> {
