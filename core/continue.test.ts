@@ -5,16 +5,19 @@ import {
   DEFAULT_CONTINUE_SECRET,
   decodeContinue,
   encodeContinue,
-  hmacSha256,
-  sha256,
 } from './continue.ts';
 import { BadRequest } from './errors.ts';
+import { hmacSha256, sha256, sha256Hex } from './sha256.ts';
 
 const enc = new TextEncoder();
 const hex = (bytes: Uint8Array) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 const fromHex = (text: string) => new Uint8Array(text.match(/../g)?.map((h) => Number.parseInt(h, 16)) ?? []);
 
 describe('sha256', () => {
+  it('hashes text to lower-case hex for stored token hashes', () => {
+    expect(sha256Hex('abc')).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+  });
+
   it.each([
     ['', 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'],
     ['abc', 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad'],
