@@ -1,0 +1,313 @@
+/**
+ * One robustness run: a real etcd, the recorder, a TCP proxy between the relay and etcd, the
+ * relay in this process (and, with `edge`, the Worker in workerd), the seeded workload and fault
+ * schedule for `durationMs`, then the checker's verdict on everything recorded.
+ *
+ *     etcd ◄── recorder (ground truth)         writers ──► etcd
+ *      ▲
+ *     proxy (cut / delay / black-hole) ◄── relay ◄── readers, watchers   (◄── edge ◄── …)
+ *
+ * Bounded: every loop stops with the run, every request has a deadline, teardown always runs.
+ * On a violation the seed and a minimal history (the offending records and the history up to
+ * the revisions they involve) go to `.data/robustness/`.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseConfig } from '../relay/config.ts';
+import { silentLogger } from '../relay/log.ts';
+import { type RunningRelay, startRelay } from '../relay/server.ts';
+import { type EtcdProcess, startEtcd } from '../scripts/lib/etcd-process.ts';
+import { startProxy, type TcpProxy } from '../test/helpers/tcp-proxy.ts';
+import { type RunningWorker, startWorker } from '../test/helpers/worker.ts';
+import { type CheckStats, checkRun, type Violation } from './checker.ts';
+import { type ClientContext, type ReadTarget, runReader, Watcher } from './clients.ts';
+import { faultSchedule, inject } from './faults.ts';
+import {
+  FAULT_KINDS,
+  type FaultKind,
+  type FaultRecord,
+  type ReadRecord,
+  type RunRecord,
+  type WatchSession,
+} from './model.ts';
+import { Prng } from './prng.ts';
+import { Recorder, rawClient } from './recorder.ts';
+import {
+  type Compaction,
+  compact,
+  Observed,
+  runWriter,
+  sleep,
+  type WriterCounts,
+  workloadKeys,
+} from './writers.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const EXPOSED = '/registry/';
+const BASE = '/registry/rb/';
+const SECRET = 'robustness-replication-secret';
+
+export interface RunOptions {
+  seed: number;
+  durationMs: number;
+  /** Also read through the edge Worker (workerd via miniflare). */
+  edge?: boolean;
+  /** Fault kinds to schedule (default all). */
+  faults?: readonly FaultKind[];
+  readers?: number;
+  watchers?: number;
+  /** Progress lines go here (default: nowhere). */
+  log?: (line: string) => void;
+  /** Where a failing run's history is written (default `.data/robustness/`). */
+  outDir?: string;
+}
+
+export interface RunSummary {
+  seed: number;
+  durationMs: number;
+  writes: WriterCounts;
+  reads: number;
+  sessions: number;
+  watchEvents: number;
+  faults: Record<string, number>;
+  stats: CheckStats;
+  violations: Violation[];
+  /** The file with the seed and the minimal history, when there were violations. */
+  artifact?: string;
+  /** Everything recorded (for tests that re-check it, e.g. after planting a fault). */
+  record: RunRecord;
+}
+
+export async function runRobustness(options: RunOptions): Promise<RunSummary> {
+  const log = options.log ?? (() => {});
+  const rng = new Prng(options.seed);
+  const started = Date.now();
+  const cleanups: (() => Promise<void> | void)[] = [];
+  try {
+    const etcd: EtcdProcess = await startEtcd();
+    cleanups.push(() => etcd.stop());
+    const recorder = new Recorder(etcd.endpoint);
+    recorder.start();
+    cleanups.push(() => recorder.stop());
+    const client = rawClient(etcd.endpoint);
+    cleanups.push(() => client.close());
+    const proxy: TcpProxy = await startProxy(etcd.clientPort);
+    cleanups.push(() => proxy.close());
+
+    const relayConfig = (port: number) =>
+      parseConfig(
+        [
+          '--port',
+          String(port),
+          '--etcd',
+          `http://127.0.0.1:${proxy.port}`,
+          '--prefix',
+          EXPOSED,
+          '--secret',
+          SECRET,
+        ],
+        {},
+      );
+    let relay: RunningRelay = await startRelay(relayConfig(0), silentLogger);
+    const relayPort = relay.port;
+    cleanups.push(() => relay.stop());
+    await relay.ready();
+    const targets: ReadTarget[] = [
+      {
+        name: 'relay',
+        baseUrl: relay.url,
+        windowStart: (prefix) => relay.caches.get(prefix)?.cache.history.startRevision,
+      },
+    ];
+    if (options.edge) {
+      const worker: RunningWorker = await startWorker({
+        relayUrl: relay.url,
+        prefixes: [EXPOSED],
+        replicationSecret: SECRET,
+      });
+      cleanups.push(() => worker.stop());
+      targets.push({ name: 'edge', baseUrl: worker.url });
+    }
+
+    let stopped = false;
+    let id = 0;
+    const observed = new Observed();
+    const reads: ReadRecord[] = [];
+    const sessions: WatchSession[] = [];
+    const compactions: Compaction[] = [];
+    const faults: FaultRecord[] = [];
+    const writes: WriterCounts = { puts: 0, deletes: 0, txns: 0, leasePuts: 0, failed: 0, compactions: 0 };
+    const keys = workloadKeys(BASE);
+    const ctx: ClientContext = {
+      targets,
+      exposed: EXPOSED,
+      keys,
+      listPrefixes: [BASE, `${BASE}sub/`, EXPOSED],
+      observed,
+      reads,
+      sessions,
+      nextId: () => ++id,
+      stopped: () => stopped,
+    };
+    const watchers = Array.from(
+      { length: options.watchers ?? 3 },
+      (_, i) => new Watcher(ctx, `watcher${i}`, i % 2 === 0 ? BASE : `${BASE}sub/`, rng.fork(`watcher${i}`)),
+    );
+
+    const loops: Promise<void>[] = [];
+    loops.push(runWriter(client, keys, '/outside/k', rng.fork('writer'), observed, writes, () => stopped));
+    for (let i = 0; i < (options.readers ?? 3); i++)
+      loops.push(runReader(ctx, `reader${i}`, rng.fork(`reader${i}`)));
+    for (const w of watchers) loops.push(w.run());
+    loops.push(
+      (async () => {
+        for (let i = 0; !stopped && i < 100_000; i++) {
+          await sleep(4_000);
+          if (!stopped) await compact(client, recorder, recorder.revision - 30, compactions, writes);
+        }
+      })(),
+    );
+    loops.push(
+      (async () => {
+        for (let i = 0; !stopped && i < 100_000; i++) {
+          await sleep(5_000);
+          if (stopped) return;
+          const events = watchers.reduce((n, w) => n + w.events, 0);
+          const fired = faults.map((f) => f.kind).join(',');
+          log(
+            `[${Math.round((Date.now() - started) / 1000)}s] etcd rev ${recorder.revision}, writes ${writes.puts + writes.deletes + writes.txns + writes.leasePuts} (failed ${writes.failed}), reads ${reads.length}, watch events ${events}, faults [${fired}]`,
+          );
+        }
+      })(),
+    );
+
+    const faultTargets = {
+      etcd,
+      proxy,
+      watchers,
+      restartRelay: async () => {
+        await relay.stop();
+        relay = await startRelay(relayConfig(relayPort), silentLogger);
+        await Promise.race([relay.ready(), sleep(15_000)]);
+      },
+      compactNearHead: () => compact(client, recorder, recorder.revision, compactions, writes),
+    };
+    const schedule = faultSchedule(rng.fork('faults'), options.durationMs, options.faults ?? FAULT_KINDS);
+    const faultRng = rng.fork('inject');
+    const runStart = Date.now();
+    for (const planned of schedule) {
+      const wait = runStart + planned.at - Date.now();
+      if (wait > 0) await sleep(wait);
+      log(`[${Math.round((Date.now() - started) / 1000)}s] fault ${planned.kind}`);
+      const record = await inject(planned.kind, faultTargets, faultRng);
+      faults.push(record);
+      log(
+        `[${Math.round((Date.now() - started) / 1000)}s] fault ${planned.kind} over${record.detail ? ` (${record.detail})` : ''}`,
+      );
+    }
+    const left = runStart + options.durationMs - Date.now();
+    if (left > 0) await sleep(left);
+
+    stopped = true;
+    for (const w of watchers) w.interrupt();
+    await Promise.race([Promise.all(loops), sleep(20_000)]);
+    const head = Number((await client.kv.range({ key: Buffer.from([0]), count_only: true })).header.revision);
+    await recorder.waitFor(head, 15_000);
+    if (recorder.problem) log(`recorder problem: ${recorder.problem}`);
+
+    const record: RunRecord = {
+      seed: options.seed,
+      prefix: BASE,
+      truth: { revisions: recorder.revisions.filter((r) => r.revision <= head), head, compactions },
+      reads,
+      sessions,
+      faults,
+    };
+    const { violations, stats } = checkRun(record);
+    const faultCounts: Record<string, number> = {};
+    for (const f of faults) faultCounts[f.kind] = (faultCounts[f.kind] ?? 0) + 1;
+    const summary: RunSummary = {
+      seed: options.seed,
+      durationMs: Date.now() - started,
+      writes,
+      reads: reads.length,
+      sessions: sessions.length,
+      watchEvents: sessions.reduce((n, s) => n + s.events.length, 0),
+      faults: faultCounts,
+      stats,
+      violations,
+      record,
+    };
+    if (violations.length > 0)
+      summary.artifact = writeArtifact(
+        record,
+        violations,
+        options.outDir ?? path.join(root, '.data/robustness'),
+      );
+    return summary;
+  } finally {
+    for (const cleanup of cleanups.reverse()) {
+      try {
+        await cleanup();
+      } catch {
+        // teardown is best effort; the next one still runs
+      }
+    }
+  }
+}
+
+/** Writes the seed, the violations and the smallest record that still shows them. */
+function writeArtifact(record: RunRecord, violations: readonly Violation[], dir: string): string {
+  const refs = new Set(violations.slice(0, 50).flatMap((v) => v.refs));
+  const reads = record.reads.filter((r) => refs.has(`read:${r.id}`));
+  const watchers = new Set(record.sessions.filter((s) => refs.has(`watch:${s.id}`)).map((s) => s.watcher));
+  // Whole watchers: the resume rule is checked from one session to the next.
+  const sessions = record.sessions.filter((s) => watchers.has(s.watcher));
+  let top = 2;
+  for (const r of reads) top = Math.max(top, r.served ?? 0, r.rv ?? 0, r.floor);
+  for (const s of sessions) {
+    top = Math.max(top, s.headerRv ?? 0, s.floor, s.start.kind === 'after' ? s.start.rv : 0);
+    for (const e of s.events)
+      top = Math.max(top, Number(e.object.modRevision ?? e.object.resourceVersion ?? 0) || 0);
+  }
+  const head = Math.min(top, record.truth.head);
+  const minimal: RunRecord = {
+    ...record,
+    truth: { ...record.truth, head, revisions: record.truth.revisions.filter((r) => r.revision <= head) },
+    reads,
+    sessions,
+  };
+  const recheck = checkRun(minimal).violations.length;
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `seed-${record.seed}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(
+    file,
+    JSON.stringify(
+      { seed: record.seed, violations, minimalRecordViolations: recheck, record: minimal },
+      null,
+      1,
+    ),
+  );
+  return file;
+}
+
+/** The one closing line: operations, reads, watch events, faults by kind, violations. */
+export function summaryLine(s: RunSummary): string {
+  const w = s.writes;
+  const faults =
+    Object.entries(s.faults)
+      .map(([k, n]) => `${k}=${n}`)
+      .join(' ') || 'none';
+  const expiries =
+    Object.entries(s.stats.expiries)
+      .map(([k, n]) => `${k}=${n}`)
+      .join(' ') || 'none';
+  return (
+    `robustness seed=${s.seed} ${Math.round(s.durationMs / 1000)}s: ` +
+    `ops=${w.puts + w.deletes + w.txns + w.leasePuts} (put ${w.puts}, delete ${w.deletes}, txn ${w.txns}, lease ${w.leasePuts}, failed ${w.failed}, compactions ${w.compactions}); ` +
+    `reads=${s.reads} (checked ${s.stats.readsChecked}, tolerated ${s.stats.readsTolerated}); ` +
+    `watch sessions=${s.sessions} events=${s.watchEvents} (checked ${s.stats.eventsChecked} live + ${s.stats.initialEventsChecked} initial, ${s.stats.bookmarks} bookmarks, 410s: ${expiries}); ` +
+    `faults: ${faults}; violations=${s.violations.length}`
+  );
+}
