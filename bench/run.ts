@@ -8,6 +8,7 @@
  * results and the run goes on. Results: bench/results/latest.{json,md} + SVG plots.
  */
 import path from 'node:path';
+import { benchKeepUp } from './keepup.ts';
 import { describeMachine, repoRoot } from './lib/machine.ts';
 import { writeResults } from './lib/report.ts';
 import type { SectionContext, SectionResult } from './lib/result.ts';
@@ -24,6 +25,7 @@ type Section = (ctx: SectionContext) => Promise<SectionResult>;
 const SECTIONS: ReadonlyMap<number, { run: Section; budgetMs: number }> = new Map([
   [1, { run: benchList, budgetMs: 180_000 }],
   [2, { run: benchPropagation, budgetMs: 90_000 }],
+  [3, { run: benchKeepUp, budgetMs: 90_000 }],
   [4, { run: benchMemory, budgetMs: 90_000 }],
   [5, { run: benchSync, budgetMs: 90_000 }],
   [6, { run: benchTiers, budgetMs: 60_000 }],
