@@ -8,6 +8,7 @@
 
 import { systemClock } from '../core/types.ts';
 import { WatchCache } from '../core/watch-cache.ts';
+import { parseConfig } from '../relay/config.ts';
 import { silentLogger } from '../relay/log.ts';
 import { startRelay } from '../relay/server.ts';
 
@@ -27,14 +28,7 @@ const collect = async () => {
 
 const before = await collect();
 const relay = await startRelay(
-  {
-    host: '127.0.0.1',
-    port: 0,
-    etcdEndpoints: [etcd],
-    prefixes: [prefix],
-    replicationSecret: undefined,
-    waitTimeoutMs: 3000,
-  },
+  parseConfig(['--port', '0', '--etcd', etcd, '--prefix', prefix], {}),
   silentLogger,
 );
 const t0 = performance.now();

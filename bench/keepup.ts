@@ -199,6 +199,8 @@ export async function benchKeepUp(ctx: SectionContext): Promise<SectionResult> {
 
     // Many watchers at a paced rate: does fan-out to 1,000 watchers keep lag low when the
     // write rate is modest?
+    const cpu1 = cpuSnapshot(pids);
+    const t1 = performance.now();
     const paced = await manyWatchersStage(
       client,
       workerUrl,
@@ -206,6 +208,11 @@ export async function benchKeepUp(ctx: SectionContext): Promise<SectionResult> {
       manyWatchers,
       loaded.lastRevision,
       ctx.quick,
+    );
+    out.details['cores used in the many-watchers stage (of 2)'] = coresUsed(
+      cpu1,
+      cpuSnapshot(pids),
+      (performance.now() - t1) / 1000,
     );
     out.details.manyWatchers = paced.details;
     out.distributions[`lag at probes, ${manyWatchers} edge watchers, ~${paced.rate} puts/s`] = paced.lag;
