@@ -79,8 +79,13 @@ export async function inject(kind: FaultKind, t: FaultTargets, rng: Prng): Promi
       const hold = rng.int(1000, 3000);
       t.proxy.setDelay(ms);
       await sleep(hold);
+      // test/helpers/tcp-proxy.ts writes new chunks at once after setDelay(0) while earlier ones
+      // still wait in the delay chain: the byte stream would be reordered (TCP never does that;
+      // seed 20251127 showed the relay losing every revision of the delay window). Cutting in the
+      // same tick drops the queued chunks instead, so the fault ends as "slow link, then reset".
       t.proxy.setDelay(0);
-      detail = `${ms} ms each way for ${hold} ms`;
+      t.proxy.cutAll();
+      detail = `${ms} ms each way for ${hold} ms, then reset`;
       break;
     }
     case 'blackHole': {

@@ -106,6 +106,7 @@ export async function runRobustness(options: RunOptions): Promise<RunSummary> {
           EXPOSED,
           '--secret',
           SECRET,
+          '--insecure-no-auth',
         ],
         {},
       );

@@ -1,0 +1,76 @@
+/**
+ * The short robustness run inside `npm test` (issue 5): a seeded workload and every fault kind
+ * against real etcd and the relay, then the checker's verdict on the recorded history. The long
+ * run is `npm run robustness -- --seed S --duration D`.
+ */
+import { describe, expect, it } from 'vitest';
+import { checkRun } from '../robustness/checker.ts';
+import { FAULT_KINDS, type ModelObject, type RunRecord } from '../robustness/model.ts';
+import { type RunSummary, runRobustness, summaryLine } from '../robustness/run.ts';
+
+const SEED = 20_251_127;
+const DURATION_MS = 35_000;
+
+describe('a short robustness run', () => {
+  let summary: RunSummary | undefined;
+  const run = async () => {
+    summary ??= await runRobustness({ seed: SEED, durationMs: DURATION_MS });
+    return summary;
+  };
+
+  it('finds no violation while every scheduled fault fires and reads and events are checked', {
+    timeout: 150_000,
+  }, async () => {
+    const s = await run();
+    process.stdout.write(`${summaryLine(s)}\n`);
+    expect(s.violations.map((v) => `${v.kind}: ${v.message}`)).toEqual([]);
+    for (const kind of FAULT_KINDS) expect(s.faults[kind] ?? 0, `fault ${kind} fired`).toBeGreaterThan(0);
+    expect(s.stats.readsChecked).toBeGreaterThan(200);
+    expect(s.stats.eventsChecked).toBeGreaterThan(200);
+    expect(s.stats.initialEventsChecked).toBeGreaterThan(0);
+    const modes = new Set(
+      s.record.reads.filter((r) => r.status === 200 || r.status === 404).map((r) => r.mode),
+    );
+    expect([...modes].sort()).toEqual(['any', 'continue', 'exact', 'mostRecent', 'notOlderThan']);
+    expect(s.record.sessions.filter((sess) => sess.start.kind === 'after').length).toBeGreaterThan(0);
+  });
+
+  it('would have caught a wrong read and a lost watch event in that very run', {
+    timeout: 150_000,
+  }, async () => {
+    const { record } = await run();
+    expect(plantWrongRead(record).map((v) => v.kind)).toContain('wrong-state');
+    expect(plantLostEvent(record).map((v) => v.kind)).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^(watch-gap|txn-split)$/)]),
+    );
+  });
+});
+
+/** The record with one served get given another revision's value. */
+function plantWrongRead(record: RunRecord) {
+  const index = record.reads.findIndex((r) => r.verb === 'get' && r.status === 200 && r.object !== undefined);
+  expect(index, 'a successful get to tamper with').toBeGreaterThanOrEqual(0);
+  const reads = record.reads.map((r, i) =>
+    i === index && r.object
+      ? { ...r, object: { ...r.object, value: `${r.object.value ?? ''}!` } as ModelObject }
+      : r,
+  );
+  return checkRun({ ...record, reads }).violations;
+}
+
+/** The record with one live event dropped from the middle of a watch session. */
+function plantLostEvent(record: RunRecord) {
+  const index = record.sessions.findIndex(
+    (s) => s.start.kind === 'after' && s.events.filter((e) => e.type !== 'BOOKMARK').length > 4,
+  );
+  expect(index, 'a resumed session with events to tamper with').toBeGreaterThanOrEqual(0);
+  const sessions = record.sessions.map((s, i) => {
+    if (i !== index) return s;
+    const changes = s.events
+      .map((e, j) => [e, j] as const)
+      .filter(([e]) => e.type !== 'BOOKMARK' && e.type !== 'ERROR');
+    const drop = changes[Math.floor(changes.length / 2)]?.[1];
+    return { ...s, events: s.events.filter((_, j) => j !== drop) };
+  });
+  return checkRun({ ...record, sessions }).violations;
+}
