@@ -4,6 +4,10 @@
  *
  * Fast election flags make a fresh member healthy in ~150 ms; readiness is polled on `/health`,
  * never slept for.
+ *
+ * With `tls` the client URL is `https://` (a secured etcd for the TLS/auth tests); `/health` is
+ * then polled on a separate plain-HTTP metrics listener on 127.0.0.1, as Kubernetes probes a
+ * secured etcd, since with `--client-cert-auth` the client URL would want a client certificate.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -38,6 +42,17 @@ export interface EtcdOptions {
   logFile?: string;
   /** Extra flags, e.g. `['--auto-compaction-retention', '0']`. */
   extraArgs?: string[];
+  /** Serve the client URL over TLS; plain HTTP when unset. */
+  tls?: EtcdTlsOptions;
+}
+
+/** PEM files for a member that serves clients over TLS. Peers stay on plain HTTP (one member). */
+export interface EtcdTlsOptions {
+  /** The server certificate; it must name 127.0.0.1. */
+  certFile: string;
+  keyFile: string;
+  /** A CA that client certificates must chain to: turns on `--client-cert-auth`. */
+  clientCaFile?: string;
 }
 
 /** A running etcd member. `stop` is idempotent and safe to call from `finally`/`afterAll`. */
@@ -61,7 +76,20 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdProcess>
   mkdirSync(dataDir, { recursive: true });
   const clientPort = options.clientPort ?? (await freePort());
   const peerPort = options.peerPort ?? (await freePort());
-  const endpoint = `http://127.0.0.1:${clientPort}`;
+  const tls = options.tls;
+  const endpoint = `${tls ? 'https' : 'http'}://127.0.0.1:${clientPort}`;
+  const healthEndpoint = tls ? `http://127.0.0.1:${await freePort()}` : endpoint;
+  const tlsArgs = tls
+    ? [
+        '--cert-file',
+        tls.certFile,
+        '--key-file',
+        tls.keyFile,
+        '--listen-metrics-urls',
+        healthEndpoint,
+        ...(tls.clientCaFile ? ['--client-cert-auth', '--trusted-ca-file', tls.clientCaFile] : []),
+      ]
+    : [];
   const args = [
     '--name',
     'edgewatch',
@@ -83,6 +111,7 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdProcess>
     '100',
     '--log-level',
     'warn',
+    ...tlsArgs,
     ...(options.extraArgs ?? []),
   ];
 
@@ -98,7 +127,7 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdProcess>
       proc.once('exit', (code, signal) => reject(new Error(`etcd exited during start (${code ?? signal})`)));
       proc.once('error', reject);
     });
-    await Promise.race([waitHealthy(endpoint), exited]);
+    await Promise.race([waitHealthy(healthEndpoint), exited]);
     exited.catch(() => {});
   };
 
@@ -134,7 +163,7 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdProcess>
   };
 }
 
-/** Polls etcd's `/health` until it reports healthy; throws after `timeoutMs`. */
+/** Polls etcd's `/health` (a plain-HTTP URL) until it reports healthy; throws after `timeoutMs`. */
 export async function waitHealthy(endpoint: string, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
