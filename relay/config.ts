@@ -9,7 +9,21 @@
  * | --prefix (repeat)  | EDGEWATCH_PREFIXES    | /registry/               |
  * | --secret           | REPLICATION_SECRET    | (none: replication off)  |
  * | --wait-timeout-ms  | RV_WAIT_TIMEOUT_MS    | 3000                     |
+ * | --etcd-ca          | ETCD_CA_FILE          | (system roots for https) |
+ * | --etcd-cert        | ETCD_CERT_FILE        | (no client certificate)  |
+ * | --etcd-key         | ETCD_KEY_FILE         | (no client certificate)  |
+ * | --etcd-user        | ETCD_USERNAME         | (no etcd auth)           |
+ * | --etcd-password-file | ETCD_PASSWORD_FILE  | (none; needs --etcd-user)|
+ * | (no flag)          | ETCD_PASSWORD         | the password itself      |
+ *
+ * The etcd TLS flags are PEM file paths and need `https://` endpoints (`https://` alone is TLS with
+ * the system roots). There is deliberately no flag that takes the password itself: a command
+ * line is visible to every user through `ps`; it comes from a file or the environment. Files
+ * are read here, so a missing or unreadable one stops the relay at start-up.
  */
+import { readFileSync } from 'node:fs';
+import type { EtcdAuth, EtcdTls } from './etcd/client.ts';
+
 export interface RelayConfig {
   host: string;
   port: number;
@@ -19,9 +33,20 @@ export interface RelayConfig {
   replicationSecret: string | undefined;
   /** How long a read for rv=n waits for the cache before 504 / etcd fallback. */
   waitTimeoutMs: number;
+  /** TLS to etcd (CA, client certificate); unset for plain `http://` endpoints. Holds a secret key. */
+  etcdTls?: EtcdTls | undefined;
+  /** etcd username/password; unset when etcd auth is off. Holds a secret password. */
+  etcdAuth?: EtcdAuth | undefined;
 }
 
-export function parseConfig(argv: string[], env: Record<string, string | undefined>): RelayConfig {
+/** Reads a file given in the configuration (a seam for tests). */
+export type ReadConfigFile = (path: string) => Buffer;
+
+export function parseConfig(
+  argv: string[],
+  env: Record<string, string | undefined>,
+  readFile: ReadConfigFile = (p) => readFileSync(p),
+): RelayConfig {
   const flags = new Map<string, string[]>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? '';
@@ -34,8 +59,27 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
     value = value.trim();
     flags.set(name, [...(flags.get(name) ?? []), value]);
   }
-  const known = new Set(['host', 'port', 'etcd', 'prefix', 'secret', 'wait-timeout-ms']);
-  for (const name of flags.keys()) if (!known.has(name)) throw new Error(`unknown flag --${name}`);
+  const known = new Set([
+    'host',
+    'port',
+    'etcd',
+    'prefix',
+    'secret',
+    'wait-timeout-ms',
+    'etcd-ca',
+    'etcd-cert',
+    'etcd-key',
+    'etcd-user',
+    'etcd-password-file',
+  ]);
+  for (const name of flags.keys()) {
+    if (name === 'etcd-password') {
+      throw new Error(
+        '--etcd-password is not accepted (it would show in ps): use --etcd-password-file or ETCD_PASSWORD',
+      );
+    }
+    if (!known.has(name)) throw new Error(`unknown flag --${name}`);
+  }
   const one = (flag: string, envName: string) => flags.get(flag)?.at(-1) ?? env[envName];
 
   const port = Number(one('port', 'RELAY_PORT') ?? 8080);
@@ -44,14 +88,71 @@ export function parseConfig(argv: string[], env: Record<string, string | undefin
   if (!Number.isFinite(waitTimeoutMs) || waitTimeoutMs < 0) throw new Error('bad --wait-timeout-ms');
   const prefixes = flags.get('prefix') ?? splitList(env.EDGEWATCH_PREFIXES) ?? ['/registry/'];
   for (const p of prefixes) if (!p.startsWith('/')) throw new Error(`prefix must start with '/': ${p}`);
+  const etcdEndpoints = splitList(one('etcd', 'ETCD_ENDPOINTS')) ?? ['http://127.0.0.1:2379'];
+  const etcdTls = parseEtcdTls(etcdEndpoints, one, readFile);
+  const etcdAuth = parseEtcdAuth(one, env, readFile);
   return {
     host: one('host', 'RELAY_HOST') ?? '127.0.0.1',
     port,
-    etcdEndpoints: splitList(one('etcd', 'ETCD_ENDPOINTS')) ?? ['http://127.0.0.1:2379'],
+    etcdEndpoints,
     prefixes,
     replicationSecret: one('secret', 'REPLICATION_SECRET') || undefined,
     waitTimeoutMs,
+    ...(etcdTls ? { etcdTls } : {}),
+    ...(etcdAuth ? { etcdAuth } : {}),
   };
+}
+
+type Lookup = (flag: string, envName: string) => string | undefined;
+
+function parseEtcdTls(endpoints: string[], one: Lookup, readFile: ReadConfigFile): EtcdTls | undefined {
+  const secure = endpoints.filter((e) => e.startsWith('https://')).length;
+  if (secure > 0 && secure < endpoints.length) throw new Error('etcd endpoints mix http:// and https://');
+  const caFile = one('etcd-ca', 'ETCD_CA_FILE') || undefined;
+  const certFile = one('etcd-cert', 'ETCD_CERT_FILE') || undefined;
+  const keyFile = one('etcd-key', 'ETCD_KEY_FILE') || undefined;
+  if (!caFile && !certFile && !keyFile) return undefined;
+  if (secure === 0) throw new Error('--etcd-ca, --etcd-cert and --etcd-key need https:// etcd endpoints');
+  if (!certFile !== !keyFile) throw new Error('--etcd-cert and --etcd-key go together');
+  return {
+    ca: caFile ? readPem(caFile, '--etcd-ca', readFile) : undefined,
+    cert: certFile ? readPem(certFile, '--etcd-cert', readFile) : undefined,
+    key: keyFile ? readPem(keyFile, '--etcd-key', readFile) : undefined,
+  };
+}
+
+function parseEtcdAuth(
+  one: Lookup,
+  env: Record<string, string | undefined>,
+  readFile: ReadConfigFile,
+): EtcdAuth | undefined {
+  const username = one('etcd-user', 'ETCD_USERNAME') || undefined;
+  const passwordFile = one('etcd-password-file', 'ETCD_PASSWORD_FILE') || undefined;
+  let password = env.ETCD_PASSWORD || undefined;
+  if (passwordFile) {
+    // One trailing newline is the editor's, not the password's.
+    password = readFileText(passwordFile, '--etcd-password-file', readFile).replace(/\r?\n$/, '');
+  }
+  if (!username && password === undefined) return undefined;
+  if (!username) throw new Error('an etcd password needs --etcd-user (or ETCD_USERNAME)');
+  if (!password) throw new Error('--etcd-user needs a password: --etcd-password-file or ETCD_PASSWORD');
+  return { username, password };
+}
+
+function readPem(file: string, flag: string, readFile: ReadConfigFile): Buffer {
+  const pem = readFileText(file, flag, readFile);
+  if (!pem.includes('-----BEGIN ')) throw new Error(`${flag}: ${file} is not a PEM file`);
+  return Buffer.from(pem, 'utf8');
+}
+
+/** The file's text; a failure names the file and the reason, never the contents. */
+function readFileText(file: string, flag: string, readFile: ReadConfigFile): string {
+  try {
+    return readFile(file).toString('utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new Error(`${flag}: cannot read ${file} (${code})`);
+  }
 }
 
 function splitList(value: string | undefined): string[] | undefined {
