@@ -12,6 +12,7 @@
 import type { Etcd3 } from 'etcd3';
 import type { Cancel, Clock, Revision } from '../core/types.ts';
 import { WatchCache } from '../core/watch-cache.ts';
+import type { EtcdSecurity } from './etcd/client.ts';
 import { etcdListerWatcher } from './etcd/list-watch.ts';
 import { currentRevision } from './etcd/lister.ts';
 import { WatchStream } from './etcd/watch-stream.ts';
@@ -24,6 +25,8 @@ export interface PrefixCacheOptions {
   client: Etcd3;
   /** The endpoints again: the watch gets a dedicated channel (see watch-stream.ts). */
   endpoints: string[];
+  /** TLS and auth for those channels: the same as the shared client's. */
+  security?: EtcdSecurity | undefined;
   clock: Clock;
   log: Logger;
   /** How often to ask etcd for progress while a read waits. Default 100 ms. */
@@ -53,7 +56,7 @@ export class PrefixCache {
       ...(options.maxHistoryEvents !== undefined ? { maxEvents: options.maxHistoryEvents } : {}),
       ...(options.maxHistoryAgeMs !== undefined ? { maxAgeMs: options.maxHistoryAgeMs } : {}),
     });
-    this.#stream = new WatchStream({ endpoints: options.endpoints });
+    this.#stream = new WatchStream({ ...options.security, endpoints: options.endpoints });
     this.#reflector = new Reflector({
       listerWatcher: etcdListerWatcher({
         client: options.client,
