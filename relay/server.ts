@@ -34,10 +34,14 @@ export async function startRelay(
   log: Logger = jsonLogger('relay'),
 ): Promise<RunningRelay> {
   const clock = systemClock;
-  const client = createEtcdClient({ endpoints: config.etcdEndpoints });
+  const security = { tls: config.etcdTls, auth: config.etcdAuth };
+  const client = createEtcdClient({ endpoints: config.etcdEndpoints, ...security });
   const caches = new Map<string, PrefixCache>();
   for (const prefix of config.prefixes) {
-    caches.set(prefix, new PrefixCache({ prefix, client, endpoints: config.etcdEndpoints, clock, log }));
+    caches.set(
+      prefix,
+      new PrefixCache({ prefix, client, endpoints: config.etcdEndpoints, security, clock, log }),
+    );
   }
 
   // Consistent reads from cache need etcd >= 3.5.13; until the version is known, assume not.
