@@ -59,6 +59,12 @@ export class Expired extends ApiError {
   readonly reason = 'Expired';
 }
 
+/** The request line is longer than the tier accepts. */
+export class UriTooLong extends ApiError {
+  readonly code = 414;
+  readonly reason = 'RequestURITooLong';
+}
+
 /** A tier is still loading (Kubernetes answers 429 with Retry-After while its cache warms up). */
 export class TooManyRequests extends ApiError {
   readonly code = 429;

@@ -47,6 +47,7 @@
  * historically refused received WebSocket messages over 1 MiB; now 32 MiB).
  */
 
+import { parseScopeTable, type ScopeTable } from './auth.ts';
 import type { Status } from './errors.ts';
 import type { ChangeEvent, KvObject, Revision, RevisionBatch } from './types.ts';
 
@@ -116,6 +117,15 @@ export type RevisionResponseMessage =
   | { readonly v: 1; readonly type: 'revisionResponse'; readonly id: number; readonly revision: Revision }
   | { readonly v: 1; readonly type: 'revisionResponse'; readonly id: number; readonly error: Status };
 /** Fatal: the relay closes the socket after sending it. */
+/**
+ * Relay → edge: the client tokens and their read scopes (core/auth.ts), sent after `hello` and
+ * again whenever the relay reloads them, so the edge authorizes each read without a round trip.
+ */
+export interface ScopesMessage {
+  readonly v: 1;
+  readonly type: 'scopes';
+  readonly table: ScopeTable;
+}
 export interface ErrorMessage {
   readonly v: 1;
   readonly type: 'error';
@@ -132,6 +142,7 @@ export type RelayMessage =
   | BatchesMessage
   | ProgressMessage
   | RevisionResponseMessage
+  | ScopesMessage
   | PingMessage
   | PongMessage
   | ErrorMessage;
@@ -163,6 +174,7 @@ const RELAY_TYPES: ReadonlySet<string> = new Set([
   'batches',
   'progress',
   'revisionResponse',
+  'scopes',
   'ping',
   'pong',
   'error',
@@ -240,6 +252,12 @@ function decodeTyped(text: unknown, allowed: ReadonlySet<string> | undefined): M
       }
       return { v, type, id, revision: revision(m.revision, '$.revision') };
     }
+    case 'scopes':
+      try {
+        return { v, type, table: parseScopeTable(m.table) };
+      } catch (error) {
+        throw new ProtocolError('$.table', error instanceof Error ? error.message : 'invalid');
+      }
     case 'error':
       return { v, type, status: status(m.status, '$.status') };
     default:

@@ -46,6 +46,11 @@ export interface ReadTier {
   fromEtcd?(request: GetRequest | ListRequest, at: ReadAt, raw: Request): Promise<Response>;
   /** Edge only: send the request on to the relay. */
   forward?(raw: Request): Promise<Response>;
+  /**
+   * Checks the client's credentials and scopes for a parsed request (core/auth.ts); throws
+   * `Unauthorized` or `Forbidden`. Runs before anything is read or forwarded.
+   */
+  authorize?(request: ReadRequest, raw: Request): void;
   /** Extra response headers (the edge names its replica and lag). */
   headers?(exposedPrefix: string): Record<string, string>;
   /** An error that is not an `ApiError`: log it; the client gets a 503. */
@@ -63,6 +68,7 @@ export async function serveRead(tier: ReadTier, raw: Request): Promise<Response>
       exposedPrefixes: tier.exposedPrefixes,
       ...(tier.continueSecret !== undefined ? { continueSecret: tier.continueSecret } : {}),
     });
+    tier.authorize?.(request, raw);
     return await execute(tier, request, raw);
   } catch (error) {
     if (!(error instanceof ApiError)) tier.onError?.(error, raw);

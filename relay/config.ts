@@ -7,7 +7,9 @@
  * | --port             | RELAY_PORT            | 8080                     |
  * | --etcd             | ETCD_ENDPOINTS        | http://127.0.0.1:2379    |
  * | --prefix (repeat)  | EDGEWATCH_PREFIXES    | /registry/               |
- * | --secret           | REPLICATION_SECRET    | (none: replication off)  |
+ * | --secret (repeat)  | REPLICATION_SECRET    | (none: replication off)  |
+ * | --tokens-file      | EDGEWATCH_TOKENS_FILE | (none: every read 401)   |
+ * | --insecure-no-auth | EDGEWATCH_INSECURE_NO_AUTH=1 | off               |
  * | --wait-timeout-ms  | RV_WAIT_TIMEOUT_MS    | 3000                     |
  * | --etcd-ca          | ETCD_CA_FILE          | (system roots for https) |
  * | --etcd-cert        | ETCD_CERT_FILE        | (no client certificate)  |
@@ -29,8 +31,15 @@ export interface RelayConfig {
   port: number;
   etcdEndpoints: string[];
   prefixes: string[];
-  /** Shared secret the edge replicas present on the replication stream; unset refuses them all. */
-  replicationSecret: string | undefined;
+  /**
+   * Secrets the edge replicas may present on the replication stream (two while one is rotated;
+   * REPLICATION_SECRET takes a comma-separated list); none refuses them all.
+   */
+  replicationSecrets: string[];
+  /** Client tokens and their read scopes (core/auth.ts), reloaded when the file changes. */
+  tokensFile: string | undefined;
+  /** Local development: no client credentials checked. Never the default. */
+  insecureNoAuth: boolean;
   /** How long a read for rv=n waits for the cache before 504 / etcd fallback. */
   waitTimeoutMs: number;
   /** TLS to etcd (CA, client certificate); unset for plain `http://` endpoints. Holds a secret key. */
@@ -48,11 +57,16 @@ export function parseConfig(
   readFile: ReadConfigFile = (p) => readFileSync(p),
 ): RelayConfig {
   const flags = new Map<string, string[]>();
+  const switches = new Set(['insecure-no-auth']);
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? '';
     if (!arg.startsWith('--')) throw new Error(`unexpected argument: ${arg}`);
     const eq = arg.indexOf('=');
     const name = eq > 0 ? arg.slice(2, eq) : arg.slice(2);
+    if (switches.has(name) && eq < 0) {
+      flags.set(name, ['true']);
+      continue;
+    }
     let value: string | undefined = eq > 0 ? arg.slice(eq + 1) : argv[i + 1];
     if (eq < 0) i++;
     if (value === undefined) throw new Error(`--${name} needs a value`);
@@ -66,6 +80,8 @@ export function parseConfig(
     'prefix',
     'secret',
     'wait-timeout-ms',
+    'tokens-file',
+    'insecure-no-auth',
     'etcd-ca',
     'etcd-cert',
     'etcd-key',
@@ -96,7 +112,9 @@ export function parseConfig(
     port,
     etcdEndpoints,
     prefixes,
-    replicationSecret: one('secret', 'REPLICATION_SECRET') || undefined,
+    replicationSecrets: flags.get('secret') ?? splitList(env.REPLICATION_SECRET) ?? [],
+    tokensFile: one('tokens-file', 'EDGEWATCH_TOKENS_FILE') || undefined,
+    insecureNoAuth: ['1', 'true'].includes(one('insecure-no-auth', 'EDGEWATCH_INSECURE_NO_AUTH') ?? ''),
     waitTimeoutMs,
     ...(etcdTls ? { etcdTls } : {}),
     ...(etcdAuth ? { etcdAuth } : {}),

@@ -3,6 +3,7 @@
  * quorum read, and the plan's `etcd` reads go straight to etcd.
  */
 import type { Etcd3 } from 'etcd3';
+import type { Authorizer } from '../core/auth.ts';
 import { getResponse, listResponse } from '../core/format.ts';
 import type { ReadTier } from '../core/read-api.ts';
 import type { GetRequest, ListRequest } from '../core/request.ts';
@@ -19,6 +20,8 @@ export interface RelayTierOptions {
   waitTimeoutMs: number;
   consistentReadsFromCache: () => boolean;
   continueSecret?: string | undefined;
+  /** The current client tokens (reloaded in place). */
+  authorizer: () => Authorizer;
   log: Logger;
   onWatch?: (delta: 1 | -1) => void;
 }
@@ -39,6 +42,9 @@ export function relayTier(options: RelayTierOptions): ReadTier {
       const cache = caches.get(prefix);
       if (!cache) throw new Error(`no cache for ${prefix}`);
       return cache.latestRevision();
+    },
+    authorize: (request, raw) => {
+      options.authorizer().check(raw.headers.get('Authorization'), request);
     },
     fromEtcd: (request, at, raw) => readFromEtcd(client, request, at, raw, options.continueSecret),
     onError: (error, request) =>

@@ -4,6 +4,7 @@
  * cache, with revision requests and heartbeats alongside. See relay/replicate.ts for the states.
  */
 import type { RawData, WebSocket } from 'ws';
+import type { ScopeTable } from '../core/auth.ts';
 import {
   BadRequest,
   Expired,
@@ -80,6 +81,8 @@ export interface ReplicaStreamContext {
   readonly lowWaterBytes: number;
   readonly bufferLimit: number | undefined;
   readonly stats: ReplicationStats;
+  /** The client tokens and scopes the edge enforces; sent after hello and on every change. */
+  readonly scopes: (() => ScopeTable) | undefined;
 }
 
 /**
@@ -147,6 +150,12 @@ export class ReplicaStream {
   }
 
   /** Closes for a relay shutdown; resolves once the socket is gone (terminated after a grace). */
+  /** Sends the current scope table (after hello; again whenever the relay reloads its tokens). */
+  sendScopes(table: ScopeTable): void {
+    if (this.#hello === undefined || this.#isClosed) return;
+    this.#send({ v: 1, type: 'scopes', table });
+  }
+
   shutdown(): Promise<void> {
     this.#closeWith(1001, 'relay shutting down');
     const cancel = this.#ctx.clock.setTimeout(() => this.#ws.terminate(), SHUTDOWN_GRACE_MS);
@@ -169,6 +178,8 @@ export class ReplicaStream {
         return;
       }
       this.#hello = message;
+      const scopes = this.#ctx.scopes?.();
+      if (scopes) this.sendScopes(scopes);
       this.#start(message).catch((error: unknown) => {
         this.#ctx.log.error('replication start failed', { ...this.#fields(), error: String(error) });
         this.#fail(error);

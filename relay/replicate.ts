@@ -30,6 +30,7 @@ import { type IncomingMessage, Server, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { ServerType } from '@hono/node-server';
 import { WebSocketServer } from 'ws';
+import type { ScopeTable } from '../core/auth.ts';
 import { type ApiError, NotFound, ServiceUnavailable, toStatus, Unauthorized } from '../core/errors.ts';
 import { TARGET_MESSAGE_BYTES } from '../core/protocol.ts';
 import { type Clock, systemClock } from '../core/types.ts';
@@ -67,6 +68,8 @@ export interface ReplicationOptions {
   lowWaterBytes?: number;
   /** Live revisions the fan-out buffers for a paused replica before it re-reads history. */
   bufferLimit?: number;
+  /** The client tokens replicas enforce (relay/tokens.ts); replicas get them after hello and on change. */
+  scopes?: { readonly table: ScopeTable; onChange(listener: (table: ScopeTable) => void): () => void };
 }
 
 export interface ReplicationEndpoint {
@@ -93,6 +96,7 @@ export function attachReplication(server: ServerType, options: ReplicationOption
     highWaterBytes: options.highWaterBytes ?? 4 * TARGET_MESSAGE_BYTES,
     lowWaterBytes: options.lowWaterBytes ?? TARGET_MESSAGE_BYTES,
     bufferLimit: options.bufferLimit,
+    scopes: options.scopes ? () => (options.scopes as { table: ScopeTable }).table : undefined,
     stats: {
       accepted: 0,
       refused: 0,
@@ -110,6 +114,9 @@ export function attachReplication(server: ServerType, options: ReplicationOption
   // Edge messages are small (hello, ping, revisionRequest); anything big is refused by ws (1009).
   const wss = new WebSocketServer({ noServer: true, clientTracking: false, maxPayload: 64 * 1024 });
   const connections = new Set<ReplicaStream>();
+  const unwatchScopes = options.scopes?.onChange((table) => {
+    for (const connection of connections) connection.sendScopes(table);
+  });
   let closing = false;
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -153,6 +160,7 @@ export function attachReplication(server: ServerType, options: ReplicationOption
     replicas: () => [...connections].map((c) => c.info()),
     async close() {
       closing = true;
+      unwatchScopes?.();
       server.off('upgrade', onUpgrade);
       await Promise.all([...connections].map((c) => c.shutdown()));
       await new Promise<void>((resolve) => wss.close(() => resolve()));

@@ -17,6 +17,7 @@ import { jsonLogger, type Logger } from './log.ts';
 import { PrefixCache } from './prefix-cache.ts';
 import { relayTier } from './read-tier.ts';
 import { attachReplication } from './replicate.ts';
+import { TokenStore } from './tokens.ts';
 
 export interface RunningRelay {
   readonly url: string;
@@ -64,8 +65,10 @@ export async function startRelay(
   void detectVersion();
   for (const cache of caches.values()) cache.start();
 
+  const tokens = new TokenStore({ file: config.tokensFile, insecure: config.insecureNoAuth, log });
   let watchers = 0;
   const tier = relayTier({
+    authorizer: () => tokens.authorizer,
     client,
     caches,
     clock,
@@ -95,7 +98,8 @@ export async function startRelay(
   });
   const replication = attachReplication(server, {
     caches,
-    secrets: config.replicationSecret ? [config.replicationSecret] : [],
+    secrets: config.replicationSecrets,
+    scopes: tokens,
     log,
     clock,
     waitTimeoutMs: config.waitTimeoutMs,
@@ -116,6 +120,7 @@ export async function startRelay(
     },
     async stop() {
       stopped = true;
+      tokens.stop();
       await replication.close();
       await Promise.all([...caches.values()].map((c) => c.stop()));
       await new Promise<void>((resolve) => {

@@ -79,6 +79,7 @@ async function main() {
         '--etcd',
         etcdEndpoints,
         ...prefixes.flatMap((p) => ['--prefix', p]),
+        '--insecure-no-auth',
       ],
       { ...env, REPLICATION_SECRET: replicationSecret },
     ),
@@ -99,6 +100,8 @@ async function main() {
         `RELAY_URL:${relayUrl}`,
         '--var',
         `PREFIXES:${prefixes.join(',')}`,
+        '--var',
+        'EDGEWATCH_INSECURE_NO_AUTH:1',
         // Through an env file, not --var: wrangler prints vars but hides values from env files.
         '--env-file',
         devVars,
@@ -122,7 +125,10 @@ async function main() {
   say(
     `  watch  curl -N '${edgeUrl}/v1/list/${prefixes[0]?.replace(/^\//, '') ?? 'registry/'}?watch=true&resourceVersion=0'`,
   );
-  say('Local development mode: no client credentials are checked.');
+  say('');
+  say('!! LOCAL DEVELOPMENT MODE: no client credentials are checked on either tier.');
+  say('!! Anyone who can reach these ports can read everything under the exposed prefixes.');
+  say('!! Deploy with --tokens-file on the relay (README: "Client tokens and scopes").');
 }
 
 /** Starts a child in its own process group, with its output prefixed by its name. */

@@ -3,11 +3,13 @@
  * playing the edge. Every assertion is on what crossed the wire (decoded with the edge's own
  * `decodeRelayMessage`, so the relay's output is validated too) or on the relay's log lines.
  */
+
 import { createServer, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { Etcd3 } from 'etcd3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type RawData, WebSocket } from 'ws';
+import type { ScopeTable } from '../core/auth.ts';
 import {
   type BatchesMessage,
   decodeRelayMessage,
@@ -37,10 +39,12 @@ function recordingLogger(lines: string[]): Logger {
 
 /**
  * A minimal edge: every message it received, in order, and a cursor to wait on the next ones.
- * It answers the relay's pings (unless told not to) and keeps them out of `messages`.
+ * It answers the relay's pings (unless told not to) and keeps them out of `messages`; the scope
+ * tables the relay sends are kept in `scopes`, apart from the replication stream proper.
  */
 class Edge {
   readonly messages: RelayMessage[] = [];
+  readonly scopes: ScopeTable[] = [];
   readonly closed: Promise<number>;
   readonly ws: WebSocket;
   pings = 0;
@@ -54,6 +58,8 @@ class Edge {
       if (message.type === 'ping') {
         this.pings++;
         if (answerPings) this.send({ v: 1, type: 'pong' });
+      } else if (message.type === 'scopes') {
+        this.scopes.push(message.table);
       } else {
         this.messages.push(message);
       }

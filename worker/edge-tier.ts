@@ -3,6 +3,7 @@
  * a `revisionRequest` over the replication stream (a few bytes, instead of forwarding the whole
  * read), and what the plan sends elsewhere is forwarded to the relay.
  */
+import type { Authorizer } from '../core/auth.ts';
 import { ServiceUnavailable } from '../core/errors.ts';
 import { errorResponse } from '../core/format.ts';
 import type { ReadTier } from '../core/read-api.ts';
@@ -17,6 +18,8 @@ export interface EdgeTierOptions {
   cache: WatchCache;
   link: RelayLink | undefined;
   replica: string;
+  /** The client tokens from the relay (the replica forwards everything until it has them). */
+  authorizer: () => Authorizer | undefined;
   onWatch(delta: 1 | -1): void;
 }
 
@@ -36,6 +39,11 @@ export function edgeTier(options: EdgeTierOptions): ReadTier {
     // Without a live stream the replica cannot prove it is current: most-recent reads go to the relay.
     consistentReadsFromCache: link?.connected ?? false,
     cache: () => cache,
+    authorize: (request, raw) => {
+      const authorizer = options.authorizer();
+      if (!authorizer) throw new ServiceUnavailable('the edge has not received its client tokens yet');
+      authorizer.check(raw.headers.get('Authorization'), request);
+    },
     latestRevision: () => {
       if (!link) return Promise.reject(new ServiceUnavailable('no relay link'));
       return link.requestRevision(waitTimeoutMs);

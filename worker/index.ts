@@ -7,7 +7,7 @@
  * same replica, and sharding later only changes how the last part is chosen.
  */
 import { Hono } from 'hono';
-import { NotFound } from '../core/errors.ts';
+import { NotFound, UriTooLong } from '../core/errors.ts';
 import { errorResponse } from '../core/format.ts';
 import { PREFIX_HEADER, REPLICA_HEADER, Replica } from './replica.ts';
 import { exposedPrefixOfPath } from './routing.ts';
@@ -32,7 +32,19 @@ export interface Env {
   EDGE_IDLE_MS?: string;
   /** Heartbeat interval on the replication stream (ms, default 5000). */
   EDGE_HEARTBEAT_MS?: string;
+  /**
+   * `1`: local development, no client credentials checked — honoured only when the relay runs
+   * with `--insecure-no-auth` too. Unset in a deployment: without tokens the edge serves no one.
+   */
+  EDGEWATCH_INSECURE_NO_AUTH?: string;
+  /** Requests per second per client token and replica (default 100; 0 turns limiting off). */
+  EDGE_RATE_LIMIT_RPS?: string;
+  /** Burst allowance per client token and replica (default 200). */
+  EDGE_RATE_LIMIT_BURST?: string;
 }
+
+/** Longer URLs are refused before any work (Cloudflare's own limit is 16 KiB). */
+const MAX_URL_LENGTH = 16 * 1024;
 
 const app = new Hono<{ Bindings: Env }>();
 
@@ -41,6 +53,9 @@ app.get('/healthz', (c) => c.text('ok'));
 /** Every read goes to its replica; the replica parses and answers it (or forwards it). */
 app.on('GET', ['/v1/kv/*', '/v1/list/*', '/_replica/status/*'], async (c) => {
   const raw = c.req.raw;
+  if (raw.url.length > MAX_URL_LENGTH) {
+    return errorResponse(new UriTooLong(`the URL is longer than ${MAX_URL_LENGTH} bytes`), 'edge');
+  }
   const url = new URL(raw.url);
   const routed = exposedPrefixOfPath(url, c.env.PREFIXES, c.env.CONTINUE_SECRET);
   if (routed instanceof Response) return routed;

@@ -11,6 +11,7 @@
  * The link only moves messages; what they do to the replica's state is the `LinkHandlers`' job.
  * An outbound socket pins the Durable Object in memory: `stop()` it when the replica is idle.
  */
+import type { ScopeTable } from '../core/auth.ts';
 import { ServiceUnavailable } from '../core/errors.ts';
 import { decodeRelayMessage, type EdgeMessage, encode, PROTOCOL_VERSION } from '../core/protocol.ts';
 import type { Cancel, Clock, KvObject, Revision, RevisionBatch } from '../core/types.ts';
@@ -20,6 +21,8 @@ export interface LinkHandlers {
   snapshot(revision: Revision, objects: KvObject[]): void;
   batches(batches: readonly RevisionBatch[]): void;
   progress(revision: Revision): void;
+  /** The relay's client tokens and scopes (on connect and whenever they change). */
+  scopes(table: ScopeTable): void;
   /** The stream is (re)established or lost; for headers and for forwarding decisions. */
   status(connected: boolean): void;
   log(msg: string, fields?: Record<string, string | number | boolean | undefined>): void;
@@ -207,6 +210,9 @@ export class RelayLink {
         else pending.resolve(message.revision);
         return;
       }
+      case 'scopes':
+        h.scopes(message.table);
+        return;
       case 'ping':
         this.#send({ v: PROTOCOL_VERSION, type: 'pong' });
         return;

@@ -15,13 +15,16 @@
  * the replica cannot move it backwards; the replica keeps serving until the relay passes it.
  */
 import { DurableObject } from 'cloudflare:workers';
-import { ServiceUnavailable } from '../core/errors.ts';
+import { Authorizer, bearerToken, type ScopeTable } from '../core/auth.ts';
+import { ServiceUnavailable, TooManyRequests } from '../core/errors.ts';
 import { errorResponse } from '../core/format.ts';
 import { serveRead } from '../core/read-api.ts';
+import { sha256Hex } from '../core/sha256.ts';
 import { type Clock, type KvObject, type Revision, type RevisionBatch, systemClock } from '../core/types.ts';
 import { WatchCache } from '../core/watch-cache.ts';
 import { edgeTier } from './edge-tier.ts';
 import type { Env } from './index.ts';
+import { RateLimiter } from './rate-limit.ts';
 import { RelayLink } from './relay-link.ts';
 import { ReplicaStorage } from './storage.ts';
 
@@ -43,6 +46,10 @@ export class Replica extends DurableObject<Env> {
   #lastActivityAt = 0;
   #watchers = 0;
   #idleTimer: (() => void) | undefined;
+  /** Client tokens and scopes from the relay; undefined until the first table arrives. */
+  #authorizer: Authorizer | undefined;
+  #limiter: RateLimiter | undefined;
+  #scopeWaiters: ((authorizer: Authorizer) => void)[] = [];
 
   override async fetch(request: Request): Promise<Response> {
     const name = request.headers.get(REPLICA_HEADER);
@@ -56,7 +63,24 @@ export class Replica extends DurableObject<Env> {
     // Looking at the status is not reading: it must not keep an idle replica's stream open.
     if (new URL(request.url).pathname === '/_replica/status') return Response.json(this.status());
     this.#touch();
-    return serveRead(this.#tier(), stripInternalHeaders(request));
+    const clean = stripInternalHeaders(request);
+    // The relay sends the client tokens right after the stream opens; until they are here the
+    // replica cannot authorize anyone, and it must not hand the decision to a relay that may run
+    // in local-development mode, so it waits briefly and then refuses.
+    const authorizer =
+      this.#authorizer ?? (await this.#scopesArrived(Number(this.env.EDGE_WAIT_MS ?? 1_000)));
+    if (authorizer === undefined) {
+      return errorResponse(
+        new ServiceUnavailable('the edge has not received its client tokens from the relay'),
+        'edge',
+      );
+    }
+    // Limits are per client token; the local-development mode has none to count by.
+    const retryAfter = authorizer.insecure ? 0 : (this.#limiter?.take(rateKey(clean)) ?? 0);
+    if (retryAfter > 0) {
+      return errorResponse(new TooManyRequests('rate limit exceeded for this client', retryAfter), 'edge');
+    }
+    return serveRead(this.#tier(), clean);
   }
 
   /** What the replica holds and how its link is doing (tests and the future dashboard). */
@@ -80,6 +104,13 @@ export class Replica extends DurableObject<Env> {
     this.#storage = storage;
     const stored = storage.load();
     if (stored) this.#cache.replace(stored.revision, stored.objects);
+    const scopes = this.ctx.storage.kv.get<ScopeTable>(SCOPES_KEY);
+    if (scopes !== undefined) this.#setScopes(scopes);
+    this.#limiter = new RateLimiter(
+      Number(this.env.EDGE_RATE_LIMIT_RPS ?? 100),
+      Number(this.env.EDGE_RATE_LIMIT_BURST ?? 200),
+      this.#clock,
+    );
     this.#status = { kind: 'serving', name, prefix };
     this.#link = new RelayLink({
       relayUrl: this.env.RELAY_URL,
@@ -92,12 +123,33 @@ export class Replica extends DurableObject<Env> {
         snapshot: (revision, objects) => this.#onSnapshot(storage, revision, objects),
         batches: (batches) => this.#onBatches(batches),
         progress: (revision) => this.#onProgress(revision),
+        scopes: (table) => {
+          this.ctx.storage.kv.put(SCOPES_KEY, table);
+          this.#setScopes(table);
+        },
         status: () => {},
         log: (msg, fields) => console.log(JSON.stringify({ replica: name, msg, ...fields })),
       },
       ...(this.env.EDGE_HEARTBEAT_MS ? { heartbeatMs: Number(this.env.EDGE_HEARTBEAT_MS) } : {}),
     });
     this.#link.start();
+  }
+
+  #setScopes(table: ScopeTable): void {
+    const authorizer = new Authorizer(table, this.env.EDGEWATCH_INSECURE_NO_AUTH === '1');
+    this.#authorizer = authorizer;
+    for (const waiter of this.#scopeWaiters.splice(0)) waiter(authorizer);
+  }
+
+  /** Resolves with the authorizer once the first scope table arrives, or undefined after `ms`. */
+  #scopesArrived(ms: number): Promise<Authorizer | undefined> {
+    return new Promise((resolve) => {
+      const cancel = this.#clock.setTimeout(() => resolve(this.#authorizer), ms);
+      this.#scopeWaiters.push((authorizer) => {
+        cancel();
+        resolve(authorizer);
+      });
+    });
   }
 
   #onSnapshot(storage: ReplicaStorage, revision: Revision, objects: KvObject[]): void {
@@ -128,6 +180,7 @@ export class Replica extends DurableObject<Env> {
       cache: this.#cache,
       link,
       replica: status.kind === 'serving' ? status.name : '',
+      authorizer: () => this.#authorizer,
       onWatch: (delta) => {
         this.#watchers += delta;
         this.#touch();
@@ -151,6 +204,15 @@ export class Replica extends DurableObject<Env> {
     };
     this.#idleTimer = this.#clock.setTimeout(check, idleMs);
   }
+}
+
+/** Where the client tokens are kept across restarts, next to the replica's state. */
+const SCOPES_KEY = 'edgewatch:scopes';
+
+/** The rate-limit bucket of a request: its token's hash, or one shared bucket for no token. */
+function rateKey(request: Request): string {
+  const token = bearerToken(request.headers.get('Authorization'));
+  return token === undefined ? 'anonymous' : sha256Hex(token);
 }
 
 function stripInternalHeaders(request: Request): Request {

@@ -34,6 +34,7 @@ export async function spawnRelay(options: RelayProcessOptions): Promise<RelayPro
     options.etcd,
     ...options.prefixes.flatMap((p) => ['--prefix', p]),
     ...(options.secret ? ['--secret', options.secret] : []),
+    '--insecure-no-auth',
   ];
   const child: ChildProcess = spawn(process.execPath, args, {
     cwd: repoRoot,

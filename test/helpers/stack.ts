@@ -57,6 +57,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         '--secret',
         TEST_SECRET,
         ...prefixes.flatMap((p) => ['--prefix', p]),
+        // Local development mode unless the test configures tokens itself.
+        ...(options.relayArgs?.includes('--tokens-file') ? [] : ['--insecure-no-auth']),
         ...(options.relayArgs ?? []),
       ],
       {},

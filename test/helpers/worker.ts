@@ -71,6 +71,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         PREFIXES: (options.prefixes ?? ['/registry/']).join(','),
         DEV_COLO: 'local',
         REPLICATION_SECRET: options.replicationSecret ?? '',
+        // Tests run the local-development mode unless they set this var to '' themselves.
+        EDGEWATCH_INSECURE_NO_AUTH: '1',
         ...options.vars,
       },
     });
