@@ -121,7 +121,7 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdProcess>
   const launch = async () => {
     const { openSync } = await import('node:fs');
     const out = options.logFile ? openSync(options.logFile, 'a') : 'ignore';
-    const proc = spawn(bin, args, { stdio: ['ignore', out, out] });
+    const proc = spawn(bin, args, { stdio: ['ignore', out, out], env: etcdEnv() });
     child = proc;
     const exited = new Promise<never>((_, reject) => {
       proc.once('exit', (code, signal) => reject(new Error(`etcd exited during start (${code ?? signal})`)));
@@ -161,6 +161,24 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdProcess>
       if (temporary) rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The environment for etcd without the relay's own `ETCD_*` settings: etcd reads every `ETCD_X`
+ * variable as its `--x` flag, so the relay's `ETCD_CERT_FILE` (its client certificate) would
+ * otherwise become etcd's server certificate when both run from one shell (`npm start`).
+ */
+function etcdEnv(): NodeJS.ProcessEnv {
+  const relayOnly = new Set([
+    'ETCD_ENDPOINTS',
+    'ETCD_CA_FILE',
+    'ETCD_CERT_FILE',
+    'ETCD_KEY_FILE',
+    'ETCD_USERNAME',
+    'ETCD_PASSWORD',
+    'ETCD_PASSWORD_FILE',
+  ]);
+  return Object.fromEntries(Object.entries(process.env).filter(([name]) => !relayOnly.has(name)));
 }
 
 /** Polls etcd's `/health` (a plain-HTTP URL) until it reports healthy; throws after `timeoutMs`. */
