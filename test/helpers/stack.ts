@@ -4,7 +4,7 @@
  */
 import { Etcd3 } from 'etcd3';
 import { parseConfig } from '../../relay/config.ts';
-import { silentLogger } from '../../relay/log.ts';
+import { type Logger, silentLogger } from '../../relay/log.ts';
 import { type RunningRelay, startRelay } from '../../relay/server.ts';
 import { type EtcdProcess, startEtcd } from '../../scripts/lib/etcd-process.ts';
 import { type RunningWorker, startWorker } from './worker.ts';
@@ -30,6 +30,8 @@ export interface StackOptions {
   worker?: boolean;
   relayArgs?: string[];
   workerVars?: Record<string, string>;
+  /** The relay's logger (default: silent). */
+  log?: Logger;
   /** Writes to etcd before the relay starts (history no cache can hold). */
   beforeRelay?: (client: Etcd3) => Promise<void>;
 }
@@ -63,7 +65,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       ],
       {},
     );
-    relay = await startRelay(config, silentLogger);
+    relay = await startRelay(config, options.log ?? silentLogger);
     await relay.ready();
     const port = relay.port;
     let relayRunning = true;
@@ -73,7 +75,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     };
     const restartRelay = async () => {
       await stopRelay();
-      relay = await startRelay({ ...config, port }, silentLogger);
+      relay = await startRelay({ ...config, port }, options.log ?? silentLogger);
       relayRunning = true;
       await relay.ready();
     };
