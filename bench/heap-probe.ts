@@ -28,7 +28,7 @@ const collect = async () => {
 
 const before = await collect();
 const relay = await startRelay(
-  parseConfig(['--port', '0', '--etcd', etcd, '--prefix', prefix], {}),
+  parseConfig(['--port', '0', '--etcd', etcd, '--prefix', prefix, '--insecure-no-auth'], {}),
   silentLogger,
 );
 const t0 = performance.now();
