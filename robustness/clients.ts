@@ -294,8 +294,8 @@ export class Watcher {
           if (rng.chance(0.5)) query.allowWatchBookmarks = 'true';
         }
       }
-      if (rng.chance(0.2)) query.timeoutSeconds = rng.int(2, 8);
-      const lifetime = rng.chance(0.2) ? rng.int(1000, 6000) : undefined;
+      if (rng.chance(0.35)) query.timeoutSeconds = rng.int(2, 8);
+      const lifetime = rng.chance(0.35) ? rng.int(1000, 6000) : undefined;
       const session = await this.#session(target, start, query, lifetime);
       this.#ctx.sessions.push(session);
       if (session.end === 'refused') await sleep(rng.int(50, 250));

@@ -307,7 +307,7 @@ export function summaryLine(s: RunSummary): string {
   return (
     `robustness seed=${s.seed} ${Math.round(s.durationMs / 1000)}s: ` +
     `ops=${w.puts + w.deletes + w.txns + w.leasePuts} (put ${w.puts}, delete ${w.deletes}, txn ${w.txns}, lease ${w.leasePuts}, failed ${w.failed}, compactions ${w.compactions}); ` +
-    `reads=${s.reads} (checked ${s.stats.readsChecked}, tolerated ${s.stats.readsTolerated}); ` +
+    `reads=${s.reads} (checked ${s.stats.readsChecked}, tolerated ${s.stats.readsTolerated}; served by ${tiers}); ` +
     `watch sessions=${s.sessions} events=${s.watchEvents} (checked ${s.stats.eventsChecked} live + ${s.stats.initialEventsChecked} initial, ${s.stats.bookmarks} bookmarks, 410s: ${expiries}); ` +
     `faults: ${faults}; violations=${s.violations.length}`
   );
