@@ -300,6 +300,10 @@ export function summaryLine(s: RunSummary): string {
     Object.entries(s.faults)
       .map(([k, n]) => `${k}=${n}`)
       .join(' ') || 'none';
+  const servedBy = new Map<string, number>();
+  for (const r of s.record.reads)
+    if (r.servedBy) servedBy.set(r.servedBy, (servedBy.get(r.servedBy) ?? 0) + 1);
+  const tiers = [...servedBy].map(([k, n]) => `${k} ${n}`).join(', ') || 'none';
   const expiries =
     Object.entries(s.stats.expiries)
       .map(([k, n]) => `${k}=${n}`)
