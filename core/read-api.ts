@@ -119,8 +119,16 @@ async function execute(tier: ReadTier, request: ReadRequest, raw: Request): Prom
       try {
         return respond(tier, cache, request, raw, await reach(tier, cache, request, plan.at));
       } catch (error) {
-        if (!(error instanceof TooLargeResourceVersion)) throw error;
-        return onTimeout(tier, request, raw, plan.onTimeout, plan.at, error);
+        if (error instanceof TooLargeResourceVersion) {
+          return onTimeout(tier, request, raw, plan.onTimeout, plan.at, error);
+        }
+        // The cache relisted while the read waited and no longer holds the state the plan
+        // counted on (its window moved past it): the tier behind this one may still have it.
+        if (error instanceof Expired && request.verb !== 'watch') {
+          if (tier.fromEtcd) return tier.fromEtcd(request, plan.at, raw);
+          if (tier.forward) return tier.forward(raw);
+        }
+        throw error;
       }
     }
   }

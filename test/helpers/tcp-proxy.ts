@@ -34,19 +34,26 @@ export async function startProxy(targetPort: number, targetHost = '127.0.0.1'): 
   let paused = false;
   let delayMs = 0;
 
-  /** Forwards `from` to `to`, honouring pause (via socket flow control) and delay. */
+  /**
+   * Forwards `from` to `to`, honouring pause (via socket flow control) and delay. Bytes keep
+   * their order across a change of delay: while delayed chunks are still queued, new ones queue
+   * behind them even after `setDelay(0)`.
+   */
   const forward = (from: net.Socket, to: net.Socket) => {
     let chain = Promise.resolve();
+    let queued = 0;
     from.on('data', (chunk: Buffer) => {
-      if (delayMs === 0) {
+      if (delayMs === 0 && queued === 0) {
         if (!to.write(chunk)) from.pause();
         return;
       }
       const ms = delayMs;
+      queued++;
       chain = chain.then(
         () =>
           new Promise<void>((resolve) =>
             setTimeout(() => {
+              queued--;
               if (!to.destroyed) to.write(chunk);
               resolve();
             }, ms),
