@@ -10,7 +10,6 @@
  *     start ─► initial events (pulled in chunks from a snapshot) ─► [BOOKMARK initialEventsEnd]
  *           ─► live: batches, progress bookmarks ─► timeout: close │ error: ERROR event, close
  */
-import { Expired } from './errors.ts';
 import type { SubscribeOptions, Subscription } from './fanout.ts';
 import {
   bookmark,
@@ -126,8 +125,9 @@ export function watchStream(options: WatchStreamOptions): ReadableStream<Uint8Ar
         paused: (controller.desiredSize ?? 0) <= 0,
         onBatch,
         onProgress,
-        onClose: (error) =>
-          end(error ?? new Expired('the watch was closed by the server; resume from the last rv')),
+        // No error: the tier is shutting down; the stream just ends and the client resumes
+        // from its last rv (a 410 would make it relist for nothing).
+        onClose: (error) => end(error),
       });
     } catch (error) {
       end(error instanceof Error ? error : new Error(String(error)));
