@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import type { Etcd3 } from 'etcd3';
 import { createEtcdClient } from '../relay/etcd/client.ts';
 import { startEtcd } from '../scripts/lib/etcd-process.ts';
-import { coloHeaders, type RunningWorker, startWorker, waitReplica } from './lib/edge.ts';
+import { coloHeaders, type RunningWorker, replicaStatus, startWorker, waitReplica } from './lib/edge.ts';
 import { coresUsed, cpuSnapshot, descendantPids } from './lib/proc.ts';
 import { spawnRelay } from './lib/relay-process.ts';
 import { SectionBuilder, type SectionContext, type SectionResult } from './lib/result.ts';
@@ -110,6 +110,15 @@ export async function benchKeepUp(ctx: SectionContext): Promise<SectionResult> {
     out.details['cores used while loaded (of 2)'] = coresUsed(cpu0, cpuSnapshot(pids), loaded.seconds);
     const loadedRate = loaded.writes / loaded.seconds;
     const stopAt = performance.now();
+    // Where the replicas' own state is when the writers stop, apart from their watchers: this
+    // separates the replication stream from the fan-out to watchers.
+    const states = await Promise.all(colos.map((c) => replicaStatus(workerUrl, c, ROOT)));
+    out.details['replica revisions behind etcd when the writers stop'] = states.map(
+      (st) => loaded.lastRevision - st.revision,
+    );
+    out.details['probe watchers: revisions behind when the writers stop'] = probes.map(
+      (p) => loaded.lastRevision - p.revision,
+    );
     let caughtUp = true;
     try {
       await waitFor(
@@ -199,6 +208,21 @@ export async function benchKeepUp(ctx: SectionContext): Promise<SectionResult> {
 
     // Many watchers at a paced rate: does fan-out to 1,000 watchers keep lag low when the
     // write rate is modest?
+    // The next stage starts from caught-up replicas, or its lag would be this stage's backlog.
+    const backlogStart = performance.now();
+    const drained = await Promise.all(
+      colos.map((c) =>
+        waitReplica(workerUrl, c, ROOT, loaded.lastRevision, 90_000).then(
+          () => true,
+          () => false,
+        ),
+      ),
+    );
+    out.details['replicas: time to drain the backlog after the watchers closed (ms)'] = round(
+      performance.now() - backlogStart,
+      0,
+    );
+    if (!drained.every(Boolean)) throw new Error('replicas did not drain the backlog within 90 s');
     const cpu1 = cpuSnapshot(pids);
     const t1 = performance.now();
     const paced = await manyWatchersStage(
