@@ -133,6 +133,7 @@ export function send(target: Target, request: RawRequest, options: SendOptions):
       }
       // A quiet watch sends nothing for seconds: a chunk that does not come is no hang, so the
       // stream is abandoned after chunkWaitMs, which is exactly what the test wants to do anyway.
+      if (timer) clearTimeout(timer);
       timer = setTimeout(() => done(false), options.chunkWaitMs);
       res.on('data', (chunk: Buffer) => {
         parts.push(chunk);
