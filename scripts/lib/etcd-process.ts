@@ -10,7 +10,7 @@
  * secured etcd, since with `--client-cert-auth` the client URL would want a client certificate.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -194,5 +194,164 @@ export async function waitHealthy(endpoint: string, timeoutMs = 15_000): Promise
     }
     if (Date.now() > deadline) throw new Error(`etcd at ${endpoint} not healthy after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** One member of an `EtcdCluster`; `kill`/`restart` act on this member alone. */
+export interface EtcdMember {
+  readonly name: string;
+  /** This member's client URL. */
+  readonly endpoint: string;
+  readonly clientPort: number;
+  readonly pid: number | undefined;
+  /** False between `kill()` and the end of `restart()`. */
+  readonly running: boolean;
+  /** SIGKILL this member and wait for it to exit. */
+  kill(): Promise<void>;
+  /** Start it again on its ports and data directory; resolves once it reports healthy (it has a leader). */
+  restart(): Promise<void>;
+}
+
+/**
+ * A throw-away etcd cluster on loopback, for fault tests that need quorum, leader election and a
+ * client that fails over between members (a single member cannot lose its leader and keep
+ * serving). Members are named `m0`…, bootstrapped statically (`--initial-cluster`), each on free
+ * ports with its own temporary data directory. Invariant: `stop` removes every directory and is
+ * idempotent.
+ */
+export interface EtcdCluster {
+  readonly members: readonly EtcdMember[];
+  /** Every member's client URL, in member order (what a client is given). */
+  readonly endpoints: readonly string[];
+  /**
+   * The member that is leader now: a running member whose own status names itself leader. Asks
+   * each running member's `/v3/maintenance/status` (etcd's gRPC gateway), retrying while an
+   * election is in progress; throws after `timeoutMs`.
+   */
+  leader(timeoutMs?: number): Promise<EtcdMember>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts an `n`-member cluster and resolves once every member is healthy. Elections are fast
+ * (heartbeat 25 ms, election timeout 250 ms) but not so fast that a loaded 2-core machine keeps
+ * electing.
+ */
+export async function startEtcdCluster(n = 3, options: { logDir?: string } = {}): Promise<EtcdCluster> {
+  const bin = etcdBinary();
+  const ports = [];
+  for (let i = 0; i < n; i++) ports.push({ client: await freePort(), peer: await freePort() });
+  const initialCluster = ports.map((p, i) => `m${i}=http://127.0.0.1:${p.peer}`).join(',');
+  const token = `edgewatch-${process.pid}-${ports[0]?.peer ?? 0}`;
+  const members = ports.map((p, i) =>
+    clusterMember(bin, `m${i}`, p.client, p.peer, initialCluster, token, options),
+  );
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await Promise.all(members.map((m) => m.stop()));
+  };
+  try {
+    await Promise.all(members.map((m) => m.restart()));
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return {
+    members,
+    endpoints: members.map((m) => m.endpoint),
+    async leader(timeoutMs = 15_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        for (const m of members) {
+          if (!m.running) continue;
+          const status = await memberStatus(m.endpoint);
+          if (status && status.leader === status.memberId) return m;
+        }
+        if (Date.now() > deadline) throw new Error(`no etcd leader after ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    },
+    stop,
+  };
+}
+
+function clusterMember(
+  bin: string,
+  name: string,
+  clientPort: number,
+  peerPort: number,
+  initialCluster: string,
+  token: string,
+  options: { logDir?: string },
+): EtcdMember & { stop(): Promise<void> } {
+  const dataDir = mkdtempSync(path.join(tmpdir(), `edgewatch-etcd-${name}-`));
+  const endpoint = `http://127.0.0.1:${clientPort}`;
+  const peer = `http://127.0.0.1:${peerPort}`;
+  const args = [
+    ...['--name', name, '--data-dir', dataDir],
+    ...['--listen-client-urls', endpoint, '--advertise-client-urls', endpoint],
+    ...['--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer],
+    ...['--initial-cluster', initialCluster, '--initial-cluster-state', 'new'],
+    ...['--initial-cluster-token', token],
+    ...['--heartbeat-interval', '25', '--election-timeout', '250', '--log-level', 'warn'],
+  ];
+  let child: ChildProcess | undefined;
+  const running = () => child !== undefined && child.exitCode === null && child.signalCode === null;
+  const waitExit = (proc: ChildProcess, signal: NodeJS.Signals) =>
+    new Promise<void>((resolve) => {
+      if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+      proc.once('exit', () => resolve());
+      proc.kill(signal);
+    });
+  return {
+    name,
+    endpoint,
+    clientPort,
+    get pid() {
+      return child?.pid;
+    },
+    get running() {
+      return running();
+    },
+    async kill() {
+      if (child) await waitExit(child, 'SIGKILL');
+    },
+    async restart() {
+      if (child) await waitExit(child, 'SIGKILL');
+      const out = options.logDir ? openSync(path.join(options.logDir, `etcd-${name}.log`), 'a') : 'ignore';
+      const proc = spawn(bin, args, { stdio: ['ignore', out, out], env: etcdEnv() });
+      child = proc;
+      const exited = new Promise<never>((_, reject) => {
+        proc.once('exit', (code, signal) =>
+          reject(new Error(`etcd ${name} exited during start (${code ?? signal})`)),
+        );
+        proc.once('error', reject);
+      });
+      exited.catch(() => {});
+      await Promise.race([waitHealthy(endpoint, 30_000), exited]);
+    },
+    async stop() {
+      if (child) await waitExit(child, 'SIGTERM');
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A member's own id and the leader it follows, or undefined when it does not answer. */
+async function memberStatus(endpoint: string): Promise<{ memberId: string; leader: string } | undefined> {
+  try {
+    const res = await fetch(`${endpoint}/v3/maintenance/status`, {
+      method: 'POST',
+      body: '{}',
+      signal: AbortSignal.timeout(1_000),
+    });
+    const body = (await res.json()) as { header?: { member_id?: string }; leader?: string };
+    const memberId = body.header?.member_id;
+    if (!memberId || !body.leader || body.leader === '0') return undefined;
+    return { memberId, leader: body.leader };
+  } catch {
+    return undefined;
   }
 }
