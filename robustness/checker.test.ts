@@ -262,6 +262,46 @@ describe('the checker on reads', () => {
     expect(kinds(run(etcd, { reads: [first, second] }))).toEqual(['backwards']);
   });
 
+  it('flags a client that carries its revision to another tier and is served an older one', () => {
+    const relay = read({ id: 1, served: 8, status: 404, sentAt: 100 });
+    const edge = read({
+      id: 2,
+      target: 'edge',
+      mode: 'notOlderThan',
+      rv: 8,
+      served: 5,
+      object: at(etcd, '/r/a', 5),
+      sentAt: 200,
+    });
+    expect(kinds(run(etcd, { reads: [relay, edge] }))).toEqual(['stale-read', 'backwards']);
+    const fresh = { ...edge, mode: 'mostRecent' as const, floor: 0 };
+    expect(kinds(run(etcd, { reads: [relay, fresh] }))).toEqual(['backwards']);
+  });
+
+  it('accepts an older state from another tier for rv=0 or an rv below what the client saw', () => {
+    const relay = read({ id: 1, served: 8, status: 404, sentAt: 100 });
+    const any = read({ id: 2, target: 'edge', served: 5, object: at(etcd, '/r/a', 5), sentAt: 200 });
+    const older = { ...any, id: 3, mode: 'notOlderThan' as const, rv: 4, sentAt: 300 };
+    expect(kinds(run(etcd, { reads: [relay, any, older] }))).toEqual([]);
+  });
+
+  it('accepts rv=0 from a cache behind the etcd read before it, but not a cache that goes back', () => {
+    const fromEtcd = read({
+      id: 1,
+      mode: 'mostRecent',
+      served: 8,
+      status: 404,
+      servedBy: 'etcd',
+      sentAt: 100,
+    });
+    const cached = (id: number, served: number, sentAt: number) =>
+      read({ id, served, object: at(etcd, '/r/a', served), servedBy: 'relay', sentAt });
+    expect(kinds(run(etcd, { reads: [fromEtcd, cached(2, 5, 200)] }))).toEqual([]);
+    expect(kinds(run(etcd, { reads: [fromEtcd, cached(2, 5, 200), cached(3, 3, 300)] }))).toEqual([
+      'backwards',
+    ]);
+  });
+
   it('flags a revision beyond etcd head, a 500, and a 410 for a revision that was not compacted', () => {
     const future = read({ id: 1, served: 10, status: 404 });
     const crash = read({ id: 2, client: 'c2', status: 500 });

@@ -9,7 +9,10 @@
  *   the first `limit` of them, with `remainingItemCount` = the rest;
  * - notOlderThan n → R ≥ n; exact n and continue pages → R = n; most recent → R ≥ `floor`, the
  *   highest revision any client had seen committed before sending (linearizability);
- * - per client and target, R never goes backwards (exact and continue reads excepted);
+ * - no time travel (exact and continue reads excepted): a most-recent read, or one whose rv is
+ *   at least the client's highest R so far (it carries its revision across a tier switch), is
+ *   never older than any earlier read of that client; other reads never go back per client,
+ *   target and serving source (`X-Served-By`);
  * - a 410 only for exact/continue reads of a revision etcd had compacted; a 500 never.
  *
  * Watches, per session (API.md "Watch"):
@@ -161,15 +164,28 @@ function checkReads(truth: Truth, reads: readonly ReadRecord[], out: Violation[]
         refs: ref,
       });
     if (r.mode !== 'exact' && r.mode !== 'continue') {
-      const k = `${r.client}\u0000${r.target}`;
-      const prev = last.get(k);
+      // No time travel. A read that asks for the most recent state, or carries the client's own
+      // highest revision, is never served older than anything the client read before, from any
+      // tier. Any other read (rv=0, an older rv) may see a tier that is behind, but one source —
+      // a target's own cache (`X-Served-By`) — never goes back: not across a relay restart (it
+      // relists at etcd's head), not across a Durable Object eviction (it reloads what it stored).
+      const own = `${r.client}\u0000${r.target}\u0000${r.servedBy ?? ''}`;
+      const anyTier = `${r.client}\u0000*`;
+      const prevAny = last.get(anyTier);
+      const carries =
+        r.mode === 'mostRecent' ||
+        (r.mode === 'notOlderThan' && prevAny !== undefined && (r.rv ?? 0) >= prevAny.served);
+      const prev = carries ? prevAny : last.get(own);
       if (prev && R < prev.served)
         out.push({
           kind: 'backwards',
-          message: `${what}: served at ${R} after read:${prev.id} was served at ${prev.served}`,
+          message: `${what}: served at ${R} after read:${prev.id} was served at ${prev.served}${carries ? '' : ` by the same source (${r.servedBy ?? 'unnamed'})`}`,
           refs: [`read:${prev.id}`, ...ref],
         });
-      if (!prev || R >= prev.served) last.set(k, { served: R, id: r.id });
+      for (const k of [own, anyTier]) {
+        const p = last.get(k);
+        if (!p || R >= p.served) last.set(k, { served: R, id: r.id });
+      }
     }
     // Content.
     if (r.verb === 'get') {
@@ -491,7 +507,12 @@ function expiryCause(
   if (position < truth.compactedAt(s.endedAt)) return 'compacted';
   if (s.windowStart !== undefined && position < s.windowStart) return 'window';
   if (
-    faults.some((f) => f.kind === 'relayRestart' && s.endedAt >= f.startedAt && s.endedAt <= f.endedAt + 1000)
+    faults.some(
+      (f) =>
+        (f.kind === 'relayRestart' || f.kind === 'relayKill') &&
+        s.endedAt >= f.startedAt &&
+        s.endedAt <= f.endedAt + 1000,
+    )
   )
     return 'relayRestart';
   if (s.windowStart === undefined) return 'unverified';

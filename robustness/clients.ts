@@ -265,7 +265,7 @@ export class Watcher {
     let target = rng.pick(this.#ctx.targets);
     let resume: number | undefined;
     for (let n = 0; !this.#ctx.stopped() && n < 100_000; n++) {
-      if (rng.chance(0.1)) target = rng.pick(this.#ctx.targets);
+      if (rng.chance(0.3)) target = rng.pick(this.#ctx.targets);
       let start: WatchStart;
       const query: Record<string, string | number | undefined> = { watch: 'true' };
       if (resume !== undefined) {

@@ -1,27 +1,50 @@
 /**
- * The faults of a run, on a seeded schedule, each recorded from start to recovery: etcd SIGKILL
- * and restart, a compaction right up to what the recorder holds, the relay stopped and started
- * again on the same port, the relay↔etcd link cut, delayed or black-holed through the run's TCP
- * proxy, and a watcher that stops reading for a while.
+ * The faults of a run, on a seeded schedule, each recorded from start to recovery:
  *
- * Seams for later: a 3-member etcd (kill one member) and Durable Object eviction (restart
- * workerd) are new `FaultKind`s with a new case in `inject`.
+ * - etcd: a member SIGKILLed and restarted (`etcdKill`; with a cluster, a random member) and,
+ *   with a 3-member cluster, the leader itself (`etcdLeaderKill`); a compaction right up to what
+ *   the recorder holds;
+ * - the relay (a child process): SIGTERM and start again on the same port (`relayRestart`), or
+ *   SIGKILL and start again (`relayKill`);
+ * - the relay↔etcd links, through one TCP proxy per member: cut, delayed or black-holed;
+ * - the edge: workerd stopped and started on its storage, so every Durable Object is evicted and
+ *   warm-restarts from SQLite (`edgeEvict`); the edge↔relay link, through its own TCP proxy, cut,
+ *   delayed or black-holed;
+ * - a watcher that stops reading for a while.
  */
 
-import type { EtcdProcess } from '../scripts/lib/etcd-process.ts';
 import type { TcpProxy } from '../test/helpers/tcp-proxy.ts';
 import type { Watcher } from './clients.ts';
 import type { FaultKind, FaultRecord } from './model.ts';
 import type { Prng } from './prng.ts';
 import { sleep } from './writers.ts';
 
-/** What faults act on. */
+/** An etcd member a fault can crash. */
+export interface KillableMember {
+  readonly name: string;
+  kill(): Promise<void>;
+  /** Resolves once the member is healthy again. */
+  restart(): Promise<void>;
+}
+
+/** What faults act on. Optional parts are absent when the run has no such piece. */
 export interface FaultTargets {
-  readonly etcd: EtcdProcess;
-  readonly proxy: TcpProxy;
+  readonly etcdMembers: readonly KillableMember[];
+  /** The current leader (a cluster only). */
+  leader?(): Promise<KillableMember>;
+  /** Between the relay and each etcd member. */
+  readonly etcdProxies: readonly TcpProxy[];
+  /** Between the edge and the relay. */
+  readonly edgeProxy?: TcpProxy;
   readonly watchers: readonly Watcher[];
-  /** Stops the relay and starts it again on the same port; resolves once it serves again. */
-  restartRelay(): Promise<void>;
+  readonly relay: {
+    kill(): Promise<void>;
+    stop(): Promise<void>;
+    /** Resolves once the relay is ready again (or serving, when etcd keeps it from loading). */
+    start(): Promise<void>;
+  };
+  /** The edge's workerd: stop (every Durable Object evicted) and start on the same storage. */
+  readonly edge?: { suspend(): Promise<void>; restart(): Promise<void> };
   /** Compacts etcd at the recorder's revision; returns the revision (undefined: nothing to do). */
   compactNearHead(): Promise<number | undefined>;
 }
@@ -54,12 +77,14 @@ export async function inject(kind: FaultKind, t: FaultTargets, rng: Prng): Promi
   const startedAt = Date.now();
   let detail: string | undefined;
   switch (kind) {
-    case 'etcdKill': {
-      await t.etcd.kill();
+    case 'etcdKill':
+    case 'etcdLeaderKill': {
+      const member = kind === 'etcdLeaderKill' && t.leader ? await t.leader() : rng.pick(t.etcdMembers);
+      await member.kill();
       const down = rng.int(300, 1500);
       await sleep(down);
-      await t.etcd.restart();
-      detail = `down ${down} ms`;
+      await member.restart();
+      detail = `${t.etcdMembers.length > 1 ? `${member.name} ` : ''}down ${down} ms`;
       break;
     }
     case 'compactNearHead': {
@@ -68,32 +93,39 @@ export async function inject(kind: FaultKind, t: FaultTargets, rng: Prng): Promi
       break;
     }
     case 'relayRestart':
-      await t.restartRelay();
-      break;
-    case 'linkCut':
-      t.proxy.cutAll();
-      detail = 'relay↔etcd connections reset';
-      break;
-    case 'linkDelay': {
-      const ms = rng.int(50, 300);
-      const hold = rng.int(1000, 3000);
-      t.proxy.setDelay(ms);
-      await sleep(hold);
-      // test/helpers/tcp-proxy.ts writes new chunks at once after setDelay(0) while earlier ones
-      // still wait in the delay chain: the byte stream would be reordered (TCP never does that;
-      // seed 20251127 showed the relay losing every revision of the delay window). Cutting in the
-      // same tick drops the queued chunks instead, so the fault ends as "slow link, then reset".
-      t.proxy.setDelay(0);
-      t.proxy.cutAll();
-      detail = `${ms} ms each way for ${hold} ms, then reset`;
+    case 'relayKill': {
+      await (kind === 'relayKill' ? t.relay.kill() : t.relay.stop());
+      const down = rng.int(0, 500);
+      await sleep(down);
+      await t.relay.start();
+      detail = `down ${Date.now() - startedAt} ms`;
       break;
     }
+    case 'linkCut':
+    case 'linkDelay':
     case 'blackHole': {
-      const hold = rng.int(1000, 3000);
-      t.proxy.pause();
-      await sleep(hold);
-      t.proxy.resume();
-      detail = `${hold} ms`;
+      // With a cluster, sometimes only the link to one member fails (the relay's client must move on).
+      const one = t.etcdProxies.length > 1 && rng.chance(0.4);
+      const proxies = one ? [rng.pick(t.etcdProxies)] : t.etcdProxies;
+      const which = one ? `relay↔etcd member ${t.etcdProxies.indexOf(proxies[0] as TcpProxy)}` : 'relay↔etcd';
+      detail = `${which}: ${await linkFault(kind, proxies, rng, rng.chance(0.5))}`;
+      break;
+    }
+    case 'edgeLinkCut':
+    case 'edgeLinkDelay':
+    case 'edgeBlackHole': {
+      if (!t.edgeProxy) throw new Error(`${kind} needs the edge`);
+      const base = kind === 'edgeLinkCut' ? 'linkCut' : kind === 'edgeLinkDelay' ? 'linkDelay' : 'blackHole';
+      detail = `edge↔relay: ${await linkFault(base, [t.edgeProxy], rng, rng.chance(0.5))}`;
+      break;
+    }
+    case 'edgeEvict': {
+      if (!t.edge) throw new Error('edgeEvict needs the edge');
+      await t.edge.suspend();
+      const down = rng.int(100, 1500);
+      await sleep(down);
+      await t.edge.restart();
+      detail = `workerd down ${Date.now() - startedAt} ms`;
       break;
     }
     case 'slowWatcher': {
@@ -106,4 +138,36 @@ export async function inject(kind: FaultKind, t: FaultTargets, rng: Prng): Promi
     }
   }
   return { kind, startedAt, endedAt: Date.now(), ...(detail !== undefined ? { detail } : {}) };
+}
+
+/**
+ * Cuts, delays or black-holes every connection through `proxies`. A delay ends with a reset when
+ * `resetAfterDelay` (a slow link that then breaks) and otherwise just ends: the proxy keeps byte
+ * order when the delay is lifted, so the streams go on.
+ */
+async function linkFault(
+  kind: 'linkCut' | 'linkDelay' | 'blackHole',
+  proxies: readonly TcpProxy[],
+  rng: Prng,
+  resetAfterDelay: boolean,
+): Promise<string> {
+  if (kind === 'linkCut') {
+    for (const p of proxies) p.cutAll();
+    return 'connections reset';
+  }
+  const hold = rng.int(1000, 3000);
+  if (kind === 'blackHole') {
+    for (const p of proxies) p.pause();
+    await sleep(hold);
+    for (const p of proxies) p.resume();
+    return `black hole for ${hold} ms`;
+  }
+  const ms = rng.int(50, 300);
+  for (const p of proxies) p.setDelay(ms);
+  await sleep(hold);
+  for (const p of proxies) {
+    p.setDelay(0);
+    if (resetAfterDelay) p.cutAll();
+  }
+  return `${ms} ms each way for ${hold} ms${resetAfterDelay ? ', then reset' : ''}`;
 }

@@ -125,24 +125,47 @@ export interface WatchSession {
   readonly windowStart?: number;
 }
 
+/**
+ * What a fault does (robustness/faults.ts). `etcdLeaderKill` needs a 3-member cluster; the
+ * `edge…` kinds need the edge Worker; every other kind fits every setup.
+ */
 export type FaultKind =
   | 'etcdKill'
+  | 'etcdLeaderKill'
   | 'compactNearHead'
   | 'relayRestart'
+  | 'relayKill'
   | 'linkCut'
   | 'linkDelay'
   | 'blackHole'
-  | 'slowWatcher';
+  | 'slowWatcher'
+  | 'edgeEvict'
+  | 'edgeLinkCut'
+  | 'edgeLinkDelay'
+  | 'edgeBlackHole';
 
 export const FAULT_KINDS: readonly FaultKind[] = [
   'etcdKill',
+  'etcdLeaderKill',
   'compactNearHead',
   'relayRestart',
+  'relayKill',
   'linkCut',
   'linkDelay',
   'blackHole',
   'slowWatcher',
+  'edgeEvict',
+  'edgeLinkCut',
+  'edgeLinkDelay',
+  'edgeBlackHole',
 ];
+
+/** The fault kinds a run with (or without) the edge and a cluster can inject. */
+export function faultKindsFor(setup: { readonly edge: boolean; readonly cluster: boolean }): FaultKind[] {
+  return FAULT_KINDS.filter(
+    (k) => (setup.cluster || k !== 'etcdLeaderKill') && (setup.edge || !k.startsWith('edge')),
+  );
+}
 
 /** One injected fault, from when it began to when the system was put back. */
 export interface FaultRecord {

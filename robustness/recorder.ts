@@ -14,9 +14,9 @@ import { Etcd3, type IEvent, type IWatchResponse } from 'etcd3';
 import { toModelObject } from '../test/contract/etcd-model.ts';
 import type { RecordedEvent, RecordedRevision } from './model.ts';
 
-export function rawClient(endpoint: string, callTimeoutMs = 5_000): Etcd3 {
+export function rawClient(endpoints: string | readonly string[], callTimeoutMs = 5_000): Etcd3 {
   return new Etcd3({
-    hosts: endpoint,
+    hosts: typeof endpoints === 'string' ? endpoints : [...endpoints],
     faultHandling: { global: noop, host: () => noop },
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
   });
@@ -26,14 +26,15 @@ export class Recorder {
   readonly revisions: RecordedRevision[] = [];
   /** Reconnections after a broken stream. */
   reconnects = 0;
-  readonly #endpoint: string;
+  readonly #endpoints: string | readonly string[];
   #client: Etcd3 | undefined;
   #stopped = false;
   #waiters: { target: number; resolve: () => void }[] = [];
   #problem: string | undefined;
 
-  constructor(endpoint: string) {
-    this.#endpoint = endpoint;
+  /** `endpoints`: one etcd, or every member of a cluster (a broken stream resumes on any). */
+  constructor(endpoints: string | readonly string[]) {
+    this.#endpoints = endpoints;
   }
 
   /** The last revision recorded (1: nothing yet). */
@@ -88,7 +89,7 @@ export class Recorder {
 
   /** One watch attempt from the revision after the last recorded; resolves when it breaks. */
   async #watchOnce(): Promise<void> {
-    const client = rawClient(this.#endpoint);
+    const client = rawClient(this.#endpoints);
     this.#client = client;
     try {
       const stream = await client.watchClient.watch();

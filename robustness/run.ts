@@ -1,38 +1,42 @@
 /**
- * One robustness run: a real etcd, the recorder, a TCP proxy between the relay and etcd, the
- * relay in this process (and, with `edge`, the Worker in workerd), the seeded workload and fault
- * schedule for `durationMs`, then the checker's verdict on everything recorded.
+ * One robustness run: a real etcd (one member, or a 3-member cluster), the recorder, the relay as
+ * a child process behind one TCP proxy per etcd member, optionally the Worker in workerd behind
+ * its own proxy to the relay, the seeded workload and fault schedule for `durationMs`, then the
+ * checker's verdict on everything recorded.
  *
- *     etcd ◄── recorder (ground truth)         writers ──► etcd
+ *     etcd member(s) ◄── recorder (ground truth)            writers ──► etcd
  *      ▲
- *     proxy (cut / delay / black-hole) ◄── relay ◄── readers, watchers   (◄── edge ◄── …)
+ *     proxy per member (cut / delay / black-hole) ◄── relay process ◄── readers, watchers
+ *                                                       ▲
+ *                              proxy (cut / delay / black-hole) ◄── edge (workerd) ◄── readers, watchers
  *
  * Bounded: every loop stops with the run, every request has a deadline, teardown always runs.
  * On a violation the seed and a minimal history (the offending records and the history up to
- * the revisions they involve) go to `.data/robustness/`.
+ * the revisions they involve) go to `.data/robustness/`, and the run's relay and etcd logs stay
+ * in the folder the artifact names.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseConfig } from '../relay/config.ts';
-import { silentLogger } from '../relay/log.ts';
-import { type RunningRelay, startRelay } from '../relay/server.ts';
-import { type EtcdProcess, startEtcd } from '../scripts/lib/etcd-process.ts';
+import { startEtcd, startEtcdCluster } from '../scripts/lib/etcd-process.ts';
+import { freePort } from '../scripts/lib/ports.ts';
 import { startProxy, type TcpProxy } from '../test/helpers/tcp-proxy.ts';
-import { type RunningWorker, startWorker } from '../test/helpers/worker.ts';
+import { startWorker } from '../test/helpers/worker.ts';
 import { type CheckStats, checkRun, type Violation } from './checker.ts';
 import { type ClientContext, type ReadTarget, runReader, Watcher } from './clients.ts';
-import { faultSchedule, inject } from './faults.ts';
+import { type FaultTargets, faultSchedule, inject, type KillableMember } from './faults.ts';
 import {
-  FAULT_KINDS,
   type FaultKind,
   type FaultRecord,
+  faultKindsFor,
   type ReadRecord,
   type RunRecord,
   type WatchSession,
 } from './model.ts';
 import { Prng } from './prng.ts';
 import { Recorder, rawClient } from './recorder.ts';
+import { relayProcess } from './relay-process.ts';
 import {
   type Compaction,
   compact,
@@ -51,9 +55,11 @@ const SECRET = 'robustness-replication-secret';
 export interface RunOptions {
   seed: number;
   durationMs: number;
-  /** Also read through the edge Worker (workerd via miniflare). */
+  /** Also read and watch through the edge Worker (workerd via miniflare). */
   edge?: boolean;
-  /** Fault kinds to schedule (default all). */
+  /** A 3-member etcd cluster instead of one member. */
+  cluster?: boolean;
+  /** Fault kinds to schedule (default: every kind this setup can inject, `faultKindsFor`). */
   faults?: readonly FaultKind[];
   readers?: number;
   watchers?: number;
@@ -70,6 +76,8 @@ export interface RunSummary {
   reads: number;
   sessions: number;
   watchEvents: number;
+  /** The kinds the schedule held (each fired at least once, unless the run failed). */
+  scheduled: FaultKind[];
   faults: Record<string, number>;
   stats: CheckStats;
   violations: Violation[];
@@ -83,51 +91,71 @@ export async function runRobustness(options: RunOptions): Promise<RunSummary> {
   const log = options.log ?? (() => {});
   const rng = new Prng(options.seed);
   const started = Date.now();
-  const cleanups: (() => Promise<void> | void)[] = [];
+  const setup = { edge: options.edge === true, cluster: options.cluster === true };
+  const kinds = options.faults ?? faultKindsFor(setup);
+  const possible = faultKindsFor(setup);
+  for (const k of kinds)
+    if (!possible.includes(k))
+      throw new Error(`fault ${k} needs ${k.startsWith('edge') ? '--edge' : '--cluster'}`);
+  const logDir = mkdtempSync(path.join(tmpdir(), 'edgewatch-robustness-'));
+  let keepLogs = false;
+  const cleanups: (() => Promise<void> | void)[] = [
+    () => void (keepLogs || rmSync(logDir, { recursive: true, force: true })),
+  ];
   try {
-    const etcd: EtcdProcess = await startEtcd();
-    cleanups.push(() => etcd.stop());
-    const recorder = new Recorder(etcd.endpoint);
+    let endpoints: readonly string[];
+    let members: KillableMember[];
+    let leader: (() => Promise<KillableMember>) | undefined;
+    if (setup.cluster) {
+      const cluster = await startEtcdCluster(3, { logDir });
+      cleanups.push(() => cluster.stop());
+      endpoints = cluster.endpoints;
+      members = [...cluster.members];
+      leader = () => cluster.leader();
+    } else {
+      const etcd = await startEtcd({ logFile: path.join(logDir, 'etcd.log') });
+      cleanups.push(() => etcd.stop());
+      endpoints = [etcd.endpoint];
+      members = [{ name: 'etcd', kill: () => etcd.kill(), restart: () => etcd.restart() }];
+    }
+    const recorder = new Recorder(endpoints);
     recorder.start();
     cleanups.push(() => recorder.stop());
-    const client = rawClient(etcd.endpoint);
+    const client = rawClient(endpoints);
     cleanups.push(() => client.close());
-    const proxy: TcpProxy = await startProxy(etcd.clientPort);
-    cleanups.push(() => proxy.close());
+    const etcdProxies: TcpProxy[] = [];
+    for (const e of endpoints) {
+      const proxy = await startProxy(Number(new URL(e).port));
+      etcdProxies.push(proxy);
+      cleanups.push(() => proxy.close());
+    }
 
-    const relayConfig = (port: number) =>
-      parseConfig(
-        [
-          '--port',
-          String(port),
-          '--etcd',
-          `http://127.0.0.1:${proxy.port}`,
-          '--prefix',
-          EXPOSED,
-          '--secret',
-          SECRET,
-          '--insecure-no-auth',
-        ],
-        {},
-      );
-    let relay: RunningRelay = await startRelay(relayConfig(0), silentLogger);
-    const relayPort = relay.port;
-    cleanups.push(() => relay.stop());
-    await relay.ready();
-    const targets: ReadTarget[] = [
-      {
-        name: 'relay',
-        baseUrl: relay.url,
-        windowStart: (prefix) => relay.caches.get(prefix)?.cache.history.startRevision,
-      },
-    ];
-    if (options.edge) {
-      const worker: RunningWorker = await startWorker({
-        relayUrl: relay.url,
+    const relayPort = await freePort();
+    const relay = relayProcess({
+      port: relayPort,
+      etcdEndpoints: etcdProxies.map((p) => `http://127.0.0.1:${p.port}`),
+      prefixes: [EXPOSED],
+      secret: SECRET,
+      logFile: path.join(logDir, 'relay.log'),
+    });
+    cleanups.push(() => relay.close());
+    await relay.start();
+    // The relay is a child process: its history window cannot be sampled, so its 410s are
+    // accepted as `unverified` unless etcd's compaction or a restart explains them.
+    const targets: ReadTarget[] = [{ name: 'relay', baseUrl: relay.url }];
+    let edgeProxy: TcpProxy | undefined;
+    let edge: FaultTargets['edge'];
+    if (setup.edge) {
+      const proxy = await startProxy(relayPort);
+      cleanups.push(() => proxy.close());
+      edgeProxy = proxy;
+      const worker = await startWorker({
+        relayUrl: `http://127.0.0.1:${proxy.port}`,
         prefixes: [EXPOSED],
         replicationSecret: SECRET,
       });
       cleanups.push(() => worker.stop());
+      edge = worker;
       targets.push({ name: 'edge', baseUrl: worker.url });
     }
 
@@ -183,18 +211,17 @@ export async function runRobustness(options: RunOptions): Promise<RunSummary> {
       })(),
     );
 
-    const faultTargets = {
-      etcd,
-      proxy,
+    const faultTargets: FaultTargets = {
+      etcdMembers: members,
+      ...(leader ? { leader } : {}),
+      etcdProxies,
+      ...(edgeProxy ? { edgeProxy } : {}),
+      ...(edge ? { edge } : {}),
       watchers,
-      restartRelay: async () => {
-        await relay.stop();
-        relay = await startRelay(relayConfig(relayPort), silentLogger);
-        await Promise.race([relay.ready(), sleep(15_000)]);
-      },
+      relay: { kill: () => relay.kill(), stop: () => relay.stop(), start: () => relay.start(15_000) },
       compactNearHead: () => compact(client, recorder, recorder.revision, compactions, writes),
     };
-    const schedule = faultSchedule(rng.fork('faults'), options.durationMs, options.faults ?? FAULT_KINDS);
+    const schedule = faultSchedule(rng.fork('faults'), options.durationMs, kinds);
     const faultRng = rng.fork('inject');
     const runStart = Date.now();
     for (const planned of schedule) {
@@ -235,17 +262,21 @@ export async function runRobustness(options: RunOptions): Promise<RunSummary> {
       reads: reads.length,
       sessions: sessions.length,
       watchEvents: sessions.reduce((n, s) => n + s.events.length, 0),
+      scheduled: [...new Set(schedule.map((f) => f.kind))],
       faults: faultCounts,
       stats,
       violations,
       record,
     };
-    if (violations.length > 0)
+    if (violations.length > 0) {
+      keepLogs = true;
       summary.artifact = writeArtifact(
         record,
         violations,
         options.outDir ?? path.join(root, '.data/robustness'),
+        logDir,
       );
+    }
     return summary;
   } finally {
     for (const cleanup of cleanups.reverse()) {
@@ -259,7 +290,12 @@ export async function runRobustness(options: RunOptions): Promise<RunSummary> {
 }
 
 /** Writes the seed, the violations and the smallest record that still shows them. */
-function writeArtifact(record: RunRecord, violations: readonly Violation[], dir: string): string {
+function writeArtifact(
+  record: RunRecord,
+  violations: readonly Violation[],
+  dir: string,
+  logDir: string,
+): string {
   const refs = new Set(violations.slice(0, 50).flatMap((v) => v.refs));
   const reads = record.reads.filter((r) => refs.has(`read:${r.id}`));
   const watchers = new Set(record.sessions.filter((s) => refs.has(`watch:${s.id}`)).map((s) => s.watcher));
@@ -285,7 +321,7 @@ function writeArtifact(record: RunRecord, violations: readonly Violation[], dir:
   writeFileSync(
     file,
     JSON.stringify(
-      { seed: record.seed, violations, minimalRecordViolations: recheck, record: minimal },
+      { seed: record.seed, logs: logDir, violations, minimalRecordViolations: recheck, record: minimal },
       null,
       1,
     ),

@@ -1,7 +1,8 @@
 /**
  * The short robustness run inside `npm test` (issue 5): a seeded workload and every fault kind
- * against real etcd and the relay, then the checker's verdict on the recorded history. The long
- * run is `npm run robustness -- --seed S --duration D`.
+ * against a real 3-member etcd, the relay as a child process and the edge Worker in workerd, with
+ * reads and watches through both tiers, then the checker's verdict on the recorded history. The
+ * long run is `npm run robustness -- --seed S --duration D --edge --cluster`.
  */
 import { describe, expect, it } from 'vitest';
 import { checkRun } from '../robustness/checker.ts';
@@ -9,12 +10,12 @@ import { FAULT_KINDS, type ModelObject, type RunRecord } from '../robustness/mod
 import { type RunSummary, runRobustness, summaryLine } from '../robustness/run.ts';
 
 const SEED = 20_251_127;
-const DURATION_MS = 35_000;
+const DURATION_MS = 38_000;
 
 describe('a short robustness run', () => {
   let summary: RunSummary | undefined;
   const run = async () => {
-    summary ??= await runRobustness({ seed: SEED, durationMs: DURATION_MS });
+    summary ??= await runRobustness({ seed: SEED, durationMs: DURATION_MS, edge: true, cluster: true });
     return summary;
   };
 
@@ -24,7 +25,8 @@ describe('a short robustness run', () => {
     const s = await run();
     process.stdout.write(`${summaryLine(s)}\n`);
     expect(s.violations.map((v) => `${v.kind}: ${v.message}`)).toEqual([]);
-    for (const kind of FAULT_KINDS) expect(s.faults[kind] ?? 0, `fault ${kind} fired`).toBeGreaterThan(0);
+    expect([...s.scheduled].sort()).toEqual([...FAULT_KINDS].sort());
+    for (const kind of s.scheduled) expect(s.faults[kind] ?? 0, `fault ${kind} fired`).toBeGreaterThan(0);
     expect(s.stats.readsChecked).toBeGreaterThan(200);
     expect(s.stats.eventsChecked).toBeGreaterThan(200);
     expect(s.stats.initialEventsChecked).toBeGreaterThan(0);
@@ -33,6 +35,33 @@ describe('a short robustness run', () => {
     );
     expect([...modes].sort()).toEqual(['any', 'continue', 'exact', 'mostRecent', 'notOlderThan']);
     expect(s.record.sessions.filter((sess) => sess.start.kind === 'after').length).toBeGreaterThan(0);
+  });
+
+  it('reads and watches through both tiers, and watchers resume from their last rv at the other tier', {
+    timeout: 150_000,
+  }, async () => {
+    const { record } = await run();
+    const servedBy = new Set(
+      record.reads.filter((r) => r.status === 200).map((r) => `${r.target}:${r.servedBy}`),
+    );
+    expect(servedBy).toContain('edge:edge');
+    expect(servedBy).toContain('relay:relay');
+    const live = (target: string) =>
+      record.sessions.filter(
+        (sess) => sess.target === target && sess.status === 200 && sess.events.length > 0,
+      );
+    expect(live('edge').length).toBeGreaterThan(0);
+    expect(live('relay').length).toBeGreaterThan(0);
+    const switched = new Set<string>();
+    for (const [i, sess] of record.sessions.entries()) {
+      const before = record.sessions
+        .slice(0, i)
+        .filter((p) => p.watcher === sess.watcher && p.status === 200);
+      const previous = before[before.length - 1];
+      if (sess.start.kind === 'after' && sess.status === 200 && previous && previous.target !== sess.target)
+        switched.add(`${previous.target}→${sess.target}`);
+    }
+    expect([...switched].sort()).toEqual(['edge→relay', 'relay→edge']);
   });
 
   it('would have caught a wrong read and a lost watch event in that very run', {
