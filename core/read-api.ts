@@ -187,7 +187,15 @@ function respond(
 ): Response {
   const extra = tier.headers?.(request.exposedPrefix);
   if (request.verb === 'watch') {
-    return watchResponse(tier, cache, request, start, watchFraming(raw.headers.get('Accept')), extra);
+    return watchResponse(
+      tier,
+      cache,
+      request,
+      start,
+      watchFraming(raw.headers.get('Accept')),
+      extra,
+      raw.signal,
+    );
   }
   if (start.kind !== 'snapshot') throw new Error('a get or list needs a snapshot');
   const reader = start.reader;
@@ -219,6 +227,7 @@ function watchResponse(
   start: Start,
   framing: WatchFraming,
   extra: Record<string, string> | undefined,
+  signal: AbortSignal,
 ): Response {
   tier.onWatch?.(1);
   const revision = start.kind === 'snapshot' ? start.reader.revision : start.revision;
@@ -232,6 +241,7 @@ function watchResponse(
     clock: tier.clock,
     subscribe: (options) => cache.watch(options),
     onEnd: () => tier.onWatch?.(-1),
+    signal,
   });
   const headers = new Headers({
     'Content-Type': watchContentType(framing),

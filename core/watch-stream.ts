@@ -10,6 +10,7 @@
  *     start ─► initial events (pulled in chunks from a snapshot) ─► [BOOKMARK initialEventsEnd]
  *           ─► live: batches, progress bookmarks ─► timeout: close │ error: ERROR event, close
  */
+import { Expired } from './errors.ts';
 import type { SubscribeOptions, Subscription } from './fanout.ts';
 import {
   bookmark,
@@ -20,10 +21,20 @@ import {
   type WatchFraming,
 } from './format.ts';
 import type { KeyReader } from './store.ts';
-import type { Cancel, Clock, KvObject, Revision, RevisionBatch } from './types.ts';
+import type { Cancel, ChangeEvent, Clock, KvObject, Revision, RevisionBatch } from './types.ts';
 
 /** How often an idle watch with bookmarks enabled gets a BOOKMARK (API.md: at least every 10 s). */
 export const BOOKMARK_INTERVAL_MS = 5_000;
+/** A quiet watch without bookmarks gets a keep-alive this often (see `idleTicks`). */
+export const KEEPALIVE_MS = 5_000;
+/**
+ * A client that has left bytes unread for this long is gone or stuck: its watch ends with 410
+ * (it resumes from its last rv, or relists). Also how a watch whose response was never read at
+ * all — abandoned before its first byte — is reclaimed.
+ */
+export const STALL_MS = 10_000;
+const NDJSON_KEEPALIVE = new TextEncoder().encode('\n');
+const SSE_KEEPALIVE = new TextEncoder().encode(': keep-alive\n\n');
 /** Progress bookmarks are coalesced to at most one per this interval. */
 export const BOOKMARK_MIN_GAP_MS = 250;
 /** Initial events are produced this many objects per pull, never all at once. */
@@ -50,6 +61,11 @@ export interface WatchStreamOptions {
   subscribe(options: SubscribeOptions): Subscription;
   /** Called once when the stream ends, however it ends (for metrics and leak checks). */
   onEnd?(): void;
+  /**
+   * The client's request signal: aborts when the client goes away. Without it a quiet watch
+   * would only notice a gone client at its next write (workerd cancels a body stream only then).
+   */
+  signal?: AbortSignal | undefined;
 }
 
 /** Builds the stream. Errors at subscription time are sent as an ERROR event, then the end. */
@@ -61,18 +77,20 @@ export function watchStream(options: WatchStreamOptions): ReadableStream<Uint8Ar
   let initial: { items: KvObject[]; next: number; revision: Revision } | undefined;
   let ended = false;
   let lastSentAt = clock.now();
+  /** When the client last read (a pull follows every read that leaves the queue below its mark). */
+  let lastPullAt = clock.now();
   let lastBookmarkAt = Number.NEGATIVE_INFINITY;
   let lastBookmarkRevision = 0;
   let position: Revision = 'after' in options.start ? options.start.after : options.start.initial.revision;
   const timers: Cancel[] = [];
 
-  const send = (event: WatchEventLine): boolean => {
+  const enqueue = (bytes: Uint8Array): boolean => {
     if (ended) return false;
-    const bytes = encoder.encode(frameEvent(event, framing));
     controller.enqueue(bytes);
     lastSentAt = clock.now();
     return (controller.desiredSize ?? 0) > 0;
   };
+  const send = (event: WatchEventLine): boolean => enqueue(encoder.encode(frameEvent(event, framing)));
 
   const end = (error?: Error) => {
     if (ended) return;
@@ -112,7 +130,7 @@ export function watchStream(options: WatchStreamOptions): ReadableStream<Uint8Ar
   const onBatch = (batch: RevisionBatch): boolean => {
     position = batch.revision;
     let more = true;
-    for (const change of batch.events) more = send({ type: eventType(change), object: change.object });
+    for (const change of batch.events) more = enqueue(framedChange(change, framing));
     return more;
   };
 
@@ -134,21 +152,38 @@ export function watchStream(options: WatchStreamOptions): ReadableStream<Uint8Ar
     }
   };
 
-  const idleBookmarks = () => {
+  /**
+   * While nothing else is sent: a BOOKMARK every BOOKMARK_INTERVAL_MS when bookmarks are allowed,
+   * else a keep-alive (an empty NDJSON line, an SSE comment) every KEEPALIVE_MS. The keep-alive
+   * is how a gone client is noticed: workerd cancels a response body only when a write to it
+   * fails, and without one a quiet watch (or one the edge forwarded) would stay open forever.
+   */
+  const idleTicks = () => {
+    const interval = options.allowBookmarks ? BOOKMARK_INTERVAL_MS : KEEPALIVE_MS;
     const tick = () => {
       if (ended) return;
-      if (clock.now() - lastSentAt >= BOOKMARK_INTERVAL_MS && initial === undefined) sendBookmark(position);
-      timers.push(clock.setTimeout(tick, BOOKMARK_INTERVAL_MS));
+      const unread = (controller.desiredSize ?? 0) < HIGH_WATER_BYTES;
+      if (unread && clock.now() - lastPullAt > STALL_MS) {
+        end(new Expired('the watch client stopped reading; resume from the last resourceVersion'));
+        return;
+      }
+      if (clock.now() - lastSentAt >= interval && initial === undefined) {
+        if (options.allowBookmarks) sendBookmark(position);
+        else enqueue(framing === 'sse' ? SSE_KEEPALIVE : NDJSON_KEEPALIVE);
+      }
+      timers.push(clock.setTimeout(tick, interval));
     };
-    timers.push(clock.setTimeout(tick, BOOKMARK_INTERVAL_MS));
+    timers.push(clock.setTimeout(tick, interval));
   };
 
   return new ReadableStream<Uint8Array>(
     {
       start(c) {
         controller = c;
+        if (options.signal?.aborted) return end();
+        options.signal?.addEventListener('abort', () => end(), { once: true });
         if (options.timeoutMs !== undefined) timers.push(clock.setTimeout(() => end(), options.timeoutMs));
-        if (options.allowBookmarks) idleBookmarks();
+        idleTicks();
         if ('initial' in options.start) {
           const snapshot = options.start.initial;
           initial = { items: snapshot.list(options.prefix).items, next: 0, revision: snapshot.revision };
@@ -157,6 +192,7 @@ export function watchStream(options: WatchStreamOptions): ReadableStream<Uint8Ar
         }
       },
       pull() {
+        lastPullAt = clock.now();
         if (ended) return;
         if (initial !== undefined) {
           const { items } = initial;
@@ -182,4 +218,25 @@ export function watchStream(options: WatchStreamOptions): ReadableStream<Uint8Ar
     },
     new ByteLengthQueuingStrategy({ highWaterMark: HIGH_WATER_BYTES }),
   );
+}
+
+/**
+ * A change framed once and shared by every watcher that receives it: the fan-out hands the same
+ * frozen event objects to all subscribers, so with N watchers the JSON is built once, not N times.
+ * Enqueued chunks are never written to, so sharing the bytes is safe.
+ */
+const framed = {
+  ndjson: new WeakMap<ChangeEvent, Uint8Array>(),
+  sse: new WeakMap<ChangeEvent, Uint8Array>(),
+};
+const sharedEncoder = new TextEncoder();
+
+function framedChange(change: ChangeEvent, framing: WatchFraming): Uint8Array {
+  const cache = framed[framing];
+  let bytes = cache.get(change);
+  if (bytes === undefined) {
+    bytes = sharedEncoder.encode(frameEvent({ type: eventType(change), object: change.object }, framing));
+    cache.set(change, bytes);
+  }
+  return bytes;
 }

@@ -3,6 +3,7 @@
  * serving from its replica, warm restarts from SQLite, surviving a relay outage and restart,
  * refusing a wrong secret, recovering from a cut snapshot, and isolating slow watchers.
  */
+import { get as httpGet } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WatchReader } from './contract/watch-reader.ts';
 import { type Stack, startStack, TEST_SECRET } from './helpers/stack.ts';
@@ -275,5 +276,50 @@ describe('the edge replica', () => {
     const body = (await list.json()) as { items: { key: string; modRevision: number }[] };
     expect(body.items).toHaveLength(101);
     expect(body.items.filter((o) => o.modRevision === rev)).toHaveLength(100);
+  });
+
+  // Found by the fuzz test: watches whose client left were never closed at the edge, because the
+  // replica's body was passed through untouched and nothing cancelled it (abandoned-edge-watch-leak).
+  it('closes a watch whose client went away, and the replica can go idle again (abandoned-edge-watch-leak)', async () => {
+    stack = await startStack();
+    for (let i = 0; i < 10; i++) await put(stack, `${PREFIX}gone/k${i}`, 'v');
+    await status(edgeUrl());
+    await until(edgeUrl(), (s) => s.ready && s.connected, 'synced');
+    const base = new URL(edgeUrl());
+    const variants = [
+      '',
+      '&resourceVersion=0',
+      '&allowWatchBookmarks=true',
+      '&sendInitialEvents=true&resourceVersionMatch=NotOlderThan',
+    ];
+    for (const query of variants) {
+      for (const sse of [false, true]) {
+        for (const chunks of [0, 1, 2]) {
+          await new Promise<void>((resolve) => {
+            const req = httpGet(
+              {
+                host: base.hostname,
+                port: base.port,
+                path: `/v1/list${PREFIX}gone/?watch=true${query}`,
+                headers: sse ? { Accept: 'text/event-stream' } : {},
+              },
+              (res) => {
+                let seen = 0;
+                const leave = () => {
+                  req.destroy();
+                  resolve();
+                };
+                if (chunks === 0) return leave();
+                res.on('data', () => {
+                  if (++seen >= chunks) leave();
+                });
+              },
+            );
+            req.on('error', () => resolve());
+          });
+        }
+      }
+    }
+    await until(edgeUrl(), (s) => s.watchers === 0, 'closed the abandoned watches', 20_000);
   });
 });

@@ -66,7 +66,14 @@ app.on('GET', ['/v1/kv/*', '/v1/list/*', '/_replica/status/*'], async (c) => {
   headers.set(REPLICA_HEADER, name);
   headers.set(PREFIX_HEADER, routed);
   const target = url.pathname.startsWith('/_replica/status/') ? `${url.origin}/_replica/status` : raw.url;
-  return stub.fetch(new Request(target, { method: 'GET', headers, signal: raw.signal }));
+  const res = await stub.fetch(new Request(target, { method: 'GET', headers, signal: raw.signal }));
+  if (res.body === null) return res;
+  // Pipe the replica's body through a stream of our own: when the client goes away, workerd
+  // cancels this readable, the pipe fails, and the replica's watch is cancelled with it. Passing
+  // the replica's body through untouched left abandoned watches open (found by the fuzz test).
+  const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+  res.body.pipeTo(writable).catch(() => {});
+  return new Response(readable, res);
 });
 
 app.notFound((c) => errorResponse(new NotFound(`no endpoint at ${c.req.method} ${c.req.path}`), 'edge'));

@@ -219,5 +219,6 @@ function stripInternalHeaders(request: Request): Request {
   const headers = new Headers(request.headers);
   headers.delete(REPLICA_HEADER);
   headers.delete(PREFIX_HEADER);
-  return new Request(request.url, { method: request.method, headers });
+  // Keep the signal: it is how a watch learns that its client went away.
+  return new Request(request.url, { method: request.method, headers, signal: request.signal });
 }

@@ -61,6 +61,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     new Miniflare({
       modules: [{ type: 'ESModule', path: path.join(root, 'worker/index.js'), contents: script }],
       compatibilityDate: '2026-04-01',
+      compatibilityFlags: ['enable_request_signal'],
       host: '127.0.0.1',
       port,
       cf: false,
