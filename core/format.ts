@@ -76,8 +76,9 @@ export function listBody(page: ListPage, revision: Revision): string {
   return JSON.stringify({ kind: 'List', metadata, items: page.items });
 }
 
-export function listResponse(page: ListPage, info: ServeInfo): Response {
-  return new Response(listBody(page, info.revision), { status: 200, headers: baseHeaders(info) });
+/** A list response; `body` is the page already encoded (core/list-bodies.ts), when there is one. */
+export function listResponse(page: ListPage, info: ServeInfo, body?: Uint8Array): Response {
+  return new Response(body ?? listBody(page, info.revision), { status: 200, headers: baseHeaders(info) });
 }
 
 /** An error as a Status response with the matching HTTP code (and Retry-After when it has one). */

@@ -14,12 +14,14 @@ import {
   errorResponse,
   frameEvent,
   getResponse,
+  listBody,
   listResponse,
   type ServedBy,
   type WatchFraming,
   watchContentType,
   watchFraming,
 } from './format.ts';
+import { ListBodies } from './list-bodies.ts';
 import type { GetRequest, ListRequest, ReadRequest, WatchRequest } from './request.ts';
 import { parseReadRequest } from './request.ts';
 import { type OnTimeout, planRead, type ReadAt, type Tier, type TierFacts } from './rules.ts';
@@ -209,14 +211,33 @@ function respond(
     ...(limit !== undefined ? { limit } : {}),
   });
   const last = page.items[page.items.length - 1];
-  if (page.remaining > 0 && last !== undefined) {
-    const continueToken = encodeContinue(
-      { rv: reader.revision, prefix: request.prefix, start: `${last.key}\u0000` },
-      tier.continueSecret,
-    );
-    return listResponse({ items: page.items, continueToken, remaining: page.remaining }, info);
+  const listPage =
+    page.remaining > 0 && last !== undefined
+      ? {
+          items: page.items,
+          remaining: page.remaining,
+          continueToken: encodeContinue(
+            { rv: reader.revision, prefix: request.prefix, start: `${last.key}\u0000` },
+            tier.continueSecret,
+          ),
+        }
+      : { items: page.items };
+  const shape = `${request.prefix}\u0000${token?.start ?? ''}\u0000${limit ?? ''}`;
+  const body = listBodiesOf(cache).get(reader, shape, page.items.length, () =>
+    listBody(listPage, reader.revision),
+  );
+  return listResponse(listPage, info, body);
+}
+
+const listBodies = new WeakMap<WatchCache, ListBodies>();
+
+function listBodiesOf(cache: WatchCache): ListBodies {
+  let bodies = listBodies.get(cache);
+  if (bodies === undefined) {
+    bodies = new ListBodies();
+    listBodies.set(cache, bodies);
   }
-  return listResponse({ items: page.items }, info);
+  return bodies;
 }
 
 /** Streams a watch; the request's `Accept` header picked NDJSON or SSE. */
