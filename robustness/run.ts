@@ -203,9 +203,10 @@ export async function runRobustness(options: RunOptions): Promise<RunSummary> {
           await sleep(5_000);
           if (stopped) return;
           const events = watchers.reduce((n, w) => n + w.events, 0);
-          const fired = faults.map((f) => f.kind).join(',');
+          const last = faults[faults.length - 1];
+          const fired = `${faults.length}${last ? `, last ${last.kind}` : ''}`;
           log(
-            `[${Math.round((Date.now() - started) / 1000)}s] etcd rev ${recorder.revision}, writes ${writes.puts + writes.deletes + writes.txns + writes.leasePuts} (failed ${writes.failed}), reads ${reads.length}, watch events ${events}, faults [${fired}]`,
+            `[${Math.round((Date.now() - started) / 1000)}s] etcd rev ${recorder.revision}, writes ${writes.puts + writes.deletes + writes.txns + writes.leasePuts} (failed ${writes.failed}), reads ${reads.length}, watch events ${events}, faults ${fired}`,
           );
         }
       })(),
