@@ -84,17 +84,41 @@ export function watchStream(options: WatchStreamOptions): ReadableStream<Uint8Ar
   let position: Revision = 'after' in options.start ? options.start.after : options.start.initial.revision;
   const timers: Cancel[] = [];
 
+  // Lines written in one synchronous run (a batch, several batches of one replication message,
+  // a pull's initial events) leave as one chunk: each chunk costs a trip through the runtime's
+  // stream machinery, and at the edge also through the Worker's pipe.
+  let pending: Uint8Array[] = [];
+  let pendingBytes = 0;
+  let flushQueued = false;
+  const flush = () => {
+    flushQueued = false;
+    if (pending.length === 0 || ended) return;
+    const chunk = pending.length === 1 ? (pending[0] as Uint8Array) : concat(pending, pendingBytes);
+    pending = [];
+    pendingBytes = 0;
+    controller.enqueue(chunk);
+  };
   const enqueue = (bytes: Uint8Array): boolean => {
     if (ended) return false;
-    controller.enqueue(bytes);
+    pending.push(bytes);
+    pendingBytes += bytes.byteLength;
     lastSentAt = clock.now();
-    return (controller.desiredSize ?? 0) > 0;
+    if (!flushQueued) {
+      flushQueued = true;
+      queueMicrotask(flush);
+    }
+    return (controller.desiredSize ?? 0) - pendingBytes > 0;
   };
   const send = (event: WatchEventLine): boolean => enqueue(encoder.encode(frameEvent(event, framing)));
 
   const end = (error?: Error) => {
     if (ended) return;
     if (error) send(errorEvent(error));
+    try {
+      flush();
+    } catch {
+      // cancelled by the client meanwhile
+    }
     ended = true;
     for (const cancel of timers) cancel();
     subscription?.close();
@@ -239,4 +263,14 @@ function framedChange(change: ChangeEvent, framing: WatchFraming): Uint8Array {
     cache.set(change, bytes);
   }
   return bytes;
+}
+
+function concat(chunks: readonly Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return out;
 }
