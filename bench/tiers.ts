@@ -7,6 +7,7 @@
 import { createEtcdClient } from '../relay/etcd/client.ts';
 import { kvToObject } from '../relay/etcd/lister.ts';
 import { startEtcd } from '../scripts/lib/etcd-process.ts';
+import { startProxy, type TcpProxy } from '../test/helpers/tcp-proxy.ts';
 import { coloHeaders, type RunningWorker, startWorker, waitReplica } from './lib/edge.ts';
 import { spawnRelay } from './lib/relay-process.ts';
 import { SectionBuilder, type SectionContext, type SectionResult } from './lib/result.ts';
@@ -16,6 +17,7 @@ import { cdfChart } from './lib/svg.ts';
 
 const ROOT = '/registry/';
 const SECRET = 'bench-replication-secret';
+const DISTANCE_ONE_WAY_MS = 10;
 
 export async function benchTiers(ctx: SectionContext): Promise<SectionResult> {
   const out = new SectionBuilder(6, 'GET at the edge vs forwarded to the relay vs etcd');
@@ -23,6 +25,8 @@ export async function benchTiers(ctx: SectionContext): Promise<SectionResult> {
   const client = createEtcdClient({ endpoints: etcd.endpoint });
   let relay: Awaited<ReturnType<typeof spawnRelay>> | undefined;
   let worker: RunningWorker | undefined;
+  let far: RunningWorker | undefined;
+  let proxy: TcpProxy | undefined;
   try {
     const prefix = `${ROOT}tiers/`;
     const revision = await seed(client, { prefix, count: 1_000, valueBytes: 1024 });
@@ -84,7 +88,39 @@ export async function benchTiers(ctx: SectionContext): Promise<SectionResult> {
       read(`${worker.url}${oneKeyList}&resourceVersion=${revision}`, 'relay', edge),
     );
 
+    // The same two reads with the relay 20 ms round trip away (10 ms each way through a TCP
+    // proxy), as an edge location in another region sees it: what the replica saves a reader.
+    progress('[6] a second Worker whose relay is 20 ms RTT away');
+    proxy = await startProxy(Number(new URL(relay.url).port));
+    proxy.setDelay(DISTANCE_ONE_WAY_MS);
+    far = await startWorker({
+      relayUrl: `http://127.0.0.1:${proxy.port}`,
+      prefixes: [ROOT],
+      replicationSecret: SECRET,
+    });
+    const farColo = 'bench-tiers-far';
+    await waitReplica(far.url, farColo, ROOT, revision, 30_000);
+    const farHeaders = coloHeaders(farColo);
+    await measure(
+      'far edge one-key list rv=0',
+      read(`${far.url}${oneKeyList}&resourceVersion=0`, 'edge', farHeaders),
+    );
+    await measure(
+      'far edge one-key list Exact (forwarded, 20 ms RTT)',
+      read(`${far.url}${oneKeyList}&resourceVersion=${revision}`, 'relay', farHeaders),
+    );
+
     const p50 = (name: string) => out.distributions[name]?.p50 ?? Number.NaN;
+    const farEdge = p50('far edge one-key list rv=0');
+    const farFwd = p50('far edge one-key list Exact (forwarded, 20 ms RTT)');
+    out.figure({
+      name: 'one-key read, relay 20 ms RTT away: forwarded p50 / edge rv=0 p50',
+      value: round(farFwd / farEdge, 2),
+      unit: '×',
+      target: '≥ 3×',
+      met: farFwd / farEdge >= 3,
+      note: `edge ${farEdge} ms, forwarded ${farFwd} ms (10 ms each way through a TCP proxy)`,
+    });
     const edgeP50 = p50('edge one-key list rv=0');
     const fwdP50 = p50('edge one-key list Exact (forwarded to relay)');
     out.figure({
@@ -116,6 +152,8 @@ export async function benchTiers(ctx: SectionContext): Promise<SectionResult> {
   } catch (error) {
     return out.build(error);
   } finally {
+    await far?.stop();
+    await proxy?.close();
     await worker?.stop();
     await relay?.stop();
     client.close();
