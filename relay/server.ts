@@ -67,6 +67,8 @@ export async function startRelay(
 
   const tokens = new TokenStore({ file: config.tokensFile, insecure: config.insecureNoAuth, log });
   let watchers = 0;
+  /** Set once the replication endpoint is attached to the listening server. */
+  let replicaConnections = () => 0;
   const tier = relayTier({
     authorizer: () => tokens.authorizer,
     client,
@@ -86,6 +88,23 @@ export async function startRelay(
     const notReady = [...caches.values()].filter((p) => !p.ready).map((p) => p.prefix);
     return notReady.length === 0 ? c.text('ok') : c.text(`not ready: ${notReady.join(', ')}`, 503);
   });
+  // What each cache holds: the revision it is current to and the oldest one its window can
+  // still serve (a watch or Exact read below it gets 410 or goes to etcd). For operators, the
+  // robustness checker and the future dashboard; it carries no keys or values.
+  app.get('/_relay/status', (c) =>
+    c.json({
+      watchers,
+      replicas: replicaConnections(),
+      prefixes: [...caches.values()].map((p) => ({
+        prefix: p.prefix,
+        ready: p.ready,
+        revision: p.cache.revision,
+        historyStart: p.cache.history.startRevision,
+        objects: p.cache.size,
+        subscribers: p.cache.fanout.count,
+      })),
+    }),
+  );
   app.get('/v1/*', (c) => serveRead(tier, c.req.raw));
   app.notFound((c) => errorResponse(new NotFound(`no endpoint at ${c.req.method} ${c.req.path}`), 'relay'));
   app.onError((error, c) => {
@@ -104,6 +123,7 @@ export async function startRelay(
     clock,
     waitTimeoutMs: config.waitTimeoutMs,
   });
+  replicaConnections = () => replication.connections;
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = `http://${config.host}:${port}`;

@@ -23,4 +23,17 @@ describe('the local stack', () => {
     await stack.client.put('/registry/stack-test').value('hello');
     expect(await stack.client.get('/registry/stack-test').string()).toBe('hello');
   });
+
+  it("reports each cached prefix's revision and history window at /_relay/status", async () => {
+    const put = await stack.client.put('/registry/status-test').value('v').exec();
+    const revision = Number(put.header.revision);
+    await stack.relay.caches.get('/registry/')?.cache.waitFor(revision, 5_000);
+    const res = await fetch(`${stack.relay.url}/_relay/status`);
+    const body = (await res.json()) as {
+      prefixes: { prefix: string; revision: number; historyStart: number }[];
+    };
+    const registry = body.prefixes.find((p) => p.prefix === '/registry/');
+    expect(registry?.revision).toBeGreaterThanOrEqual(revision);
+    expect(registry?.historyStart).toBeLessThanOrEqual(revision);
+  });
 });
