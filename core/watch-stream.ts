@@ -25,6 +25,8 @@ import type { Cancel, ChangeEvent, Clock, KvObject, Revision, RevisionBatch } fr
 
 /** How often an idle watch with bookmarks enabled gets a BOOKMARK (API.md: at least every 10 s). */
 export const BOOKMARK_INTERVAL_MS = 5_000;
+/** The shortest time between two chunks of one busy watch (see `enqueue`). */
+export const FLUSH_INTERVAL_MS = 10;
 /** A quiet watch without bookmarks gets a keep-alive this often (see `idleTicks`). */
 export const KEEPALIVE_MS = 5_000;
 /**
@@ -82,20 +84,27 @@ export function watchStream(options: WatchStreamOptions): ReadableStream<Uint8Ar
   let lastBookmarkAt = Number.NEGATIVE_INFINITY;
   let lastBookmarkRevision = 0;
   let position: Revision = 'after' in options.start ? options.start.after : options.start.initial.revision;
+  /** The client's timeout; the recurring and pending timers have a slot each below. */
   const timers: Cancel[] = [];
+  let flushTimer: Cancel | undefined;
+  let idleTimer: Cancel | undefined;
 
   // Lines written in one synchronous run (a batch, several batches of one replication message,
   // a pull's initial events) leave as one chunk: each chunk costs a trip through the runtime's
   // stream machinery, and at the edge also through the Worker's pipe.
   let pending: Uint8Array[] = [];
   let pendingBytes = 0;
+  // A busy watch sends at most one chunk per FLUSH_INTERVAL_MS (a quiet one at once): with a
+  // thousand watchers at the edge, chunks per second, not bytes, are what the runtime pays for.
   let flushQueued = false;
+  let lastFlushAt = Number.NEGATIVE_INFINITY;
   const flush = () => {
     flushQueued = false;
     if (pending.length === 0 || ended) return;
     const chunk = pending.length === 1 ? (pending[0] as Uint8Array) : concat(pending, pendingBytes);
     pending = [];
     pendingBytes = 0;
+    lastFlushAt = clock.now();
     controller.enqueue(chunk);
   };
   const enqueue = (bytes: Uint8Array): boolean => {
@@ -105,7 +114,9 @@ export function watchStream(options: WatchStreamOptions): ReadableStream<Uint8Ar
     lastSentAt = clock.now();
     if (!flushQueued) {
       flushQueued = true;
-      queueMicrotask(flush);
+      const wait = lastFlushAt + FLUSH_INTERVAL_MS - lastSentAt;
+      if (wait <= 0) queueMicrotask(flush);
+      else flushTimer = clock.setTimeout(flush, wait);
     }
     return (controller.desiredSize ?? 0) - pendingBytes > 0;
   };
@@ -120,7 +131,7 @@ export function watchStream(options: WatchStreamOptions): ReadableStream<Uint8Ar
       // cancelled by the client meanwhile
     }
     ended = true;
-    for (const cancel of timers) cancel();
+    for (const cancel of [...timers, flushTimer, idleTimer, pendingBookmark]) cancel?.();
     subscription?.close();
     try {
       controller.close();
@@ -148,7 +159,6 @@ export function watchStream(options: WatchStreamOptions): ReadableStream<Uint8Ar
       pendingBookmark = undefined;
       if (!ended) sendBookmark(position);
     }, wait);
-    timers.push(() => pendingBookmark?.());
   };
 
   const onBatch = (batch: RevisionBatch): boolean => {
@@ -195,9 +205,9 @@ export function watchStream(options: WatchStreamOptions): ReadableStream<Uint8Ar
         if (options.allowBookmarks) sendBookmark(position);
         else enqueue(framing === 'sse' ? SSE_KEEPALIVE : NDJSON_KEEPALIVE);
       }
-      timers.push(clock.setTimeout(tick, interval));
+      idleTimer = clock.setTimeout(tick, interval);
     };
-    timers.push(clock.setTimeout(tick, interval));
+    idleTimer = clock.setTimeout(tick, interval);
   };
 
   return new ReadableStream<Uint8Array>(
@@ -235,7 +245,7 @@ export function watchStream(options: WatchStreamOptions): ReadableStream<Uint8Ar
       cancel() {
         if (ended) return;
         ended = true;
-        for (const cancel of timers) cancel();
+        for (const cancel of [...timers, flushTimer, idleTimer, pendingBookmark]) cancel?.();
         subscription?.close();
         options.onEnd?.();
       },

@@ -18,11 +18,15 @@ import type {
 import type { Prng } from './prng.ts';
 import { type Observed, sleep } from './writers.ts';
 
-/** Somewhere the read API is served. `windowStart` (when the target can tell) is its history start. */
+/**
+ * Somewhere the read API is served. `windowStart` (when the target can tell) is its history
+ * start, sampled right after a 410 arrives: windows only move forward, so this is at least the
+ * start the tier had when it answered.
+ */
 export interface ReadTarget {
   readonly name: string;
   readonly baseUrl: string;
-  windowStart?(exposedPrefix: string): number | undefined;
+  windowStart?(exposedPrefix: string): Promise<number | undefined>;
 }
 
 export interface ClientContext {
@@ -359,7 +363,7 @@ export class Watcher {
             if (line.trim() === '') continue;
             const event = JSON.parse(line) as WireEvent;
             events.push(event);
-            if (event.type === 'ERROR') windowStart = target.windowStart?.(ctx.exposed);
+            if (event.type === 'ERROR') windowStart = await target.windowStart?.(ctx.exposed);
             else if (event.type === 'BOOKMARK') ctx.observed.observe(Number(event.object.resourceVersion));
             else {
               this.events++;

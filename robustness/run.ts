@@ -140,9 +140,11 @@ export async function runRobustness(options: RunOptions): Promise<RunSummary> {
     });
     cleanups.push(() => relay.close());
     await relay.start();
-    // The relay is a child process: its history window cannot be sampled, so its 410s are
-    // accepted as `unverified` unless etcd's compaction or a restart explains them.
-    const targets: ReadTarget[] = [{ name: 'relay', baseUrl: relay.url }];
+    // The tiers report their history windows (/_relay/status, /_replica/status/…), so a 410 is
+    // checked against the window the tier had, not taken on trust.
+    const targets: ReadTarget[] = [
+      { name: 'relay', baseUrl: relay.url, windowStart: (prefix) => relayWindowStart(relay.url, prefix) },
+    ];
     let edgeProxy: TcpProxy | undefined;
     let edge: FaultTargets['edge'];
     if (setup.edge) {
@@ -156,7 +158,11 @@ export async function runRobustness(options: RunOptions): Promise<RunSummary> {
       });
       cleanups.push(() => worker.stop());
       edge = worker;
-      targets.push({ name: 'edge', baseUrl: worker.url });
+      targets.push({
+        name: 'edge',
+        baseUrl: worker.url,
+        windowStart: (prefix) => replicaWindowStart(worker.url, prefix),
+      });
     }
 
     let stopped = false;
@@ -352,4 +358,26 @@ export function summaryLine(s: RunSummary): string {
     `watch sessions=${s.sessions} events=${s.watchEvents} (checked ${s.stats.eventsChecked} live + ${s.stats.initialEventsChecked} initial, ${s.stats.bookmarks} bookmarks, 410s: ${expiries}); ` +
     `faults: ${faults}; violations=${s.violations.length}`
   );
+}
+
+/** The relay's history start for `prefix`, or undefined when it cannot say (restarting). */
+async function relayWindowStart(url: string, prefix: string): Promise<number | undefined> {
+  try {
+    const res = await fetch(`${url}/_relay/status`);
+    const body = (await res.json()) as { prefixes?: { prefix: string; historyStart: number }[] };
+    return body.prefixes?.find((p) => p.prefix === prefix)?.historyStart;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The edge replica's history start for `prefix`, or undefined when it cannot say. */
+async function replicaWindowStart(url: string, prefix: string): Promise<number | undefined> {
+  try {
+    const res = await fetch(`${url}/_replica/status${prefix}`);
+    const body = (await res.json()) as { ready?: boolean; historyStart?: number };
+    return body.ready ? body.historyStart : undefined;
+  } catch {
+    return undefined;
+  }
 }

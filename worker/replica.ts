@@ -102,6 +102,7 @@ export class Replica extends DurableObject<Env> {
     return {
       status: this.#status.kind,
       revision: this.#cache.revision,
+      historyStart: this.#cache.history.startRevision,
       ready: this.#cache.ready,
       objects: this.#cache.size,
       watchers: this.#watchers,
