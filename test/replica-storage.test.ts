@@ -8,12 +8,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 import { Miniflare } from 'miniflare';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compareKeys } from '../core/keys.ts';
 import type { ChangeEvent, KvObject, Revision, RevisionBatch } from '../core/types.ts';
 import type { RpcRequest } from './fixtures/storage-worker.ts';
+import { bundleScript } from './helpers/worker.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const PREFIX = '/registry/';
@@ -86,16 +86,7 @@ async function snapshot(name: string, revision: Revision, objects: KvObject[], c
 const AWKWARD = ['/registry/\u{1F600}', '/registry/\uFFFD', '/registry/\uE000', '/registry/z', '/registry/é'];
 
 beforeAll(async () => {
-  const bundle = await build({
-    entryPoints: [path.join(root, 'test/fixtures/storage-worker.ts')],
-    bundle: true,
-    format: 'esm',
-    platform: 'neutral',
-    target: 'es2022',
-    write: false,
-    external: ['cloudflare:*'],
-  });
-  script = bundle.outputFiles[0]?.text ?? '';
+  script = await bundleScript('test/fixtures/storage-worker.ts');
   persistDir = mkdtempSync(path.join(tmpdir(), 'edgewatch-storage-'));
   mf = start();
   await mf.ready;

@@ -13,12 +13,10 @@ import { freePort } from '../../scripts/lib/ports.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-let bundled: Promise<string> | undefined;
-
-/** The Worker bundled once per test process. */
-export function bundleWorker(): Promise<string> {
-  bundled ??= build({
-    entryPoints: [path.join(root, 'worker/index.ts')],
+/** Bundles a Worker entry (repo-relative path) as workerd runs it: ESM, `cloudflare:*` external. */
+export async function bundleScript(entry: string): Promise<string> {
+  const result = await build({
+    entryPoints: [path.join(root, entry)],
     bundle: true,
     format: 'esm',
     platform: 'neutral',
@@ -27,7 +25,15 @@ export function bundleWorker(): Promise<string> {
     external: ['cloudflare:*'],
     mainFields: ['module', 'main'],
     conditions: ['workerd', 'worker', 'browser'],
-  }).then((r) => r.outputFiles[0]?.text ?? '');
+  });
+  return result.outputFiles[0]?.text ?? '';
+}
+
+let bundled: Promise<string> | undefined;
+
+/** The Worker bundled once per test process. */
+export function bundleWorker(): Promise<string> {
+  bundled ??= bundleScript('worker/index.ts');
   return bundled;
 }
 
