@@ -26,7 +26,8 @@ import { type Observed, sleep } from './writers.ts';
 export interface ReadTarget {
   readonly name: string;
   readonly baseUrl: string;
-  windowStart?(exposedPrefix: string): Promise<number | undefined>;
+  /** `servedBy`: the watch response's `X-Served-By` (an edge forwards old watches to the relay). */
+  windowStart?(exposedPrefix: string, servedBy: string | null): Promise<number | undefined>;
 }
 
 export interface ClientContext {
@@ -336,6 +337,7 @@ export class Watcher {
     try {
       const res = await fetch(url(target, 'list', this.#prefix, query), { signal: abort.signal });
       status = res.status;
+      const servedBy = res.headers.get('x-served-by');
       const rv = res.headers.get('x-resource-version');
       if (rv !== null && /^\d+$/.test(rv)) headerRv = Number(rv);
       if (res.status !== 200 || !res.body) {
@@ -363,7 +365,7 @@ export class Watcher {
             if (line.trim() === '') continue;
             const event = JSON.parse(line) as WireEvent;
             events.push(event);
-            if (event.type === 'ERROR') windowStart = await target.windowStart?.(ctx.exposed);
+            if (event.type === 'ERROR') windowStart = await target.windowStart?.(ctx.exposed, servedBy);
             else if (event.type === 'BOOKMARK') ctx.observed.observe(Number(event.object.resourceVersion));
             else {
               this.events++;

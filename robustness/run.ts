@@ -161,7 +161,9 @@ export async function runRobustness(options: RunOptions): Promise<RunSummary> {
       targets.push({
         name: 'edge',
         baseUrl: worker.url,
-        windowStart: (prefix) => replicaWindowStart(worker.url, prefix),
+        // A watch too old for the replica is forwarded: then the relay's window is the one.
+        windowStart: (prefix, servedBy) =>
+          servedBy === 'edge' ? replicaWindowStart(worker.url, prefix) : relayWindowStart(relay.url, prefix),
       });
     }
 
