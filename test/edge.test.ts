@@ -324,4 +324,25 @@ describe('the edge replica', () => {
     }
     await until(edgeUrl(), (s) => s.watchers === 0, 'closed the abandoned watches', 20_000);
   });
+
+  // Found by the robustness suite (seed 7): a replica that saved on a timer served revisions it
+  // had not stored yet, and after an eviction it served an older one (edge-eviction-time-travel).
+  it('never serves an older revision after an eviction than it served before it (edge-eviction-time-travel)', async () => {
+    stack = await startStack();
+    await put(stack, `${PREFIX}tt/seed`, 'v');
+    await status(edgeUrl());
+    await until(edgeUrl(), (s) => s.ready && s.connected, 'synced');
+    for (let round = 0; round < 3; round++) {
+      const rev = await put(stack, `${PREFIX}tt/k`, `v${round}`);
+      const seen = await fetch(`${edgeUrl()}/v1/kv${PREFIX}tt/k?resourceVersion=${rev}`);
+      expect(seen.headers.get('X-Served-By')).toBe('edge');
+      const served = Number(seen.headers.get('X-Resource-Version'));
+      await seen.body?.cancel();
+      await stack.worker?.restart(); // evicted at once, before any timer could have saved
+      const after = await fetch(`${edgeUrl()}/v1/kv${PREFIX}tt/k?resourceVersion=0`);
+      expect(after.headers.get('X-Served-By')).toBe('edge');
+      expect(Number(after.headers.get('X-Resource-Version'))).toBeGreaterThanOrEqual(served);
+      expect(await after.json()).toMatchObject({ value: `v${round}` });
+    }
+  });
 });

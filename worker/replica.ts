@@ -20,14 +20,7 @@ import { ServiceUnavailable, TooManyRequests } from '../core/errors.ts';
 import { errorResponse } from '../core/format.ts';
 import { serveRead } from '../core/read-api.ts';
 import { sha256Hex } from '../core/sha256.ts';
-import {
-  type Cancel,
-  type Clock,
-  type KvObject,
-  type Revision,
-  type RevisionBatch,
-  systemClock,
-} from '../core/types.ts';
+import { type Clock, type KvObject, type Revision, type RevisionBatch, systemClock } from '../core/types.ts';
 import { WatchCache } from '../core/watch-cache.ts';
 import { edgeTier } from './edge-tier.ts';
 import type { Env } from './index.ts';
@@ -38,9 +31,6 @@ import { ReplicaStorage } from './storage.ts';
 /** Headers the Worker sets when it routes a request here. */
 export const REPLICA_HEADER = 'X-Edgewatch-Replica';
 export const PREFIX_HEADER = 'X-Edgewatch-Prefix';
-
-/** How often applied changes are written to SQLite (see #scheduleSave). */
-const SAVE_INTERVAL_MS = 250;
 
 /** The edge keeps a shorter window than the relay: a Durable Object has 128 MB. */
 const EDGE_HISTORY = { maxEvents: 20_000, maxAgeMs: 75_000, maxBytes: 16 * 1024 * 1024 };
@@ -60,10 +50,6 @@ export class Replica extends DurableObject<Env> {
   #authorizer: Authorizer | undefined;
   #limiter: RateLimiter | undefined;
   #scopeWaiters: ((authorizer: Authorizer) => void)[] = [];
-  /** Applied to the cache, not yet saved (see #scheduleSave). */
-  #unsaved: RevisionBatch[] = [];
-  #unsavedRevision: Revision = 0;
-  #saveTimer: Cancel | undefined;
 
   override async fetch(request: Request): Promise<Response> {
     const name = request.headers.get(REPLICA_HEADER);
@@ -169,44 +155,29 @@ export class Replica extends DurableObject<Env> {
 
   #onSnapshot(storage: ReplicaStorage, revision: Revision, objects: KvObject[]): void {
     if (this.#cache.ready && revision < this.#cache.revision) return; // no time travel
-    this.#unsaved = [];
-    this.#unsavedRevision = 0;
     storage.replace(revision, objects);
     this.#cache.replace(revision, objects);
   }
 
+  /**
+   * One replication message's batches: written to SQLite in one transaction with their revision
+   * *before* the cache (and so any reader or watcher) sees them. The Durable Object's output gate
+   * then holds every response and watch chunk that reflects them until the write is durable, so
+   * an eviction can never make a replica serve an older revision than a client already saw.
+   * (Saving on a timer instead let a restarted replica go back a few revisions: found by the
+   * robustness suite, seed 7.)
+   */
   #onBatches(batches: readonly RevisionBatch[]): void {
     const fresh = batches.filter((b) => b.revision > this.#cache.revision);
     if (fresh.length === 0 || !this.#cache.ready) return;
+    this.#storage?.applyBatches(fresh);
     for (const batch of fresh) this.#cache.apply(batch);
-    this.#unsaved.push(...fresh);
-    this.#scheduleSave();
   }
 
   #onProgress(revision: Revision): void {
     if (!this.#cache.ready || revision <= this.#cache.revision) return;
+    this.#storage?.setRevision(revision);
     this.#cache.progress(revision);
-    this.#unsavedRevision = revision;
-    this.#scheduleSave();
-  }
-
-  /**
-   * Changes reach SQLite at most every SAVE_INTERVAL_MS, in one transaction with their revision.
-   * Every storage write holds the object's outgoing messages until it is durable (the output
-   * gate), so a write per replication message would hold every watcher's stream behind each
-   * one. What is not saved yet when the object is evicted, the relay sends again on the warm
-   * restart: the stored revision is always one whose state was stored with it.
-   */
-  #scheduleSave(): void {
-    if (this.#saveTimer) return;
-    this.#saveTimer = this.#clock.setTimeout(() => {
-      this.#saveTimer = undefined;
-      const batches = this.#unsaved;
-      const revision = Math.max(this.#unsavedRevision, batches.at(-1)?.revision ?? 0);
-      this.#unsaved = [];
-      this.#unsavedRevision = 0;
-      if (revision > 0) this.#storage?.applyBatches(batches, revision);
-    }, SAVE_INTERVAL_MS);
   }
 
   #tier() {
