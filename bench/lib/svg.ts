@@ -108,10 +108,16 @@ export function lineChart(o: ChartOptions): string {
       ([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!o.logX || x > 0) && (!o.logY || y > 0),
     );
     if (s.dots) {
+      // One dot per pixel: tens of thousands of samples would otherwise make a megabyte file
+      // that draws the same picture.
+      const drawn = new Set<string>();
       for (const [x, y] of pts) {
-        parts.push(
-          `<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="1.6" fill="${color}" opacity="0.6"/>`,
-        );
+        const cx = Math.round(sx(x));
+        const cy = Math.round(sy(y));
+        const at = `${cx} ${cy}`;
+        if (drawn.has(at)) continue;
+        drawn.add(at);
+        parts.push(`<circle cx="${cx}" cy="${cy}" r="1.6" fill="${color}" opacity="0.6"/>`);
       }
     } else if (pts.length > 0) {
       const d = pts
