@@ -17,7 +17,12 @@ const MAX_BYTES = 64 * 1024 * 1024;
 const MIN_ITEMS = 64;
 
 interface Entry {
-  readonly snapshot: KeyReader;
+  /**
+   * Weak: a kept body must not keep its snapshot's tree alive (the store copies the nodes it
+   * writes, so an old snapshot can pin a whole old tree). Once the cache lets go of the
+   * snapshot, the body can never be served again and waits to be evicted.
+   */
+  readonly snapshot: WeakRef<KeyReader>;
   readonly body: Uint8Array;
 }
 
@@ -29,7 +34,7 @@ export class ListBodies {
   get(snapshot: KeyReader, key: string, items: number, build: () => string): Uint8Array {
     const cacheKey = `${snapshot.revision}\u0000${key}`;
     const hit = this.#entries.get(cacheKey);
-    if (hit !== undefined && hit.snapshot === snapshot) {
+    if (hit !== undefined && hit.snapshot.deref() === snapshot) {
       this.#entries.delete(cacheKey);
       this.#entries.set(cacheKey, hit);
       return hit.body;
@@ -37,7 +42,7 @@ export class ListBodies {
     const body = new TextEncoder().encode(build());
     if (items < MIN_ITEMS || body.byteLength > MAX_BYTES / 2) return body;
     if (hit !== undefined) this.#remove(cacheKey, hit);
-    this.#entries.set(cacheKey, { snapshot, body });
+    this.#entries.set(cacheKey, { snapshot: new WeakRef(snapshot), body });
     this.#bytes += body.byteLength;
     for (const [k, e] of this.#entries) {
       if (this.#entries.size <= MAX_ENTRIES && this.#bytes <= MAX_BYTES) break;
