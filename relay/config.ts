@@ -9,6 +9,7 @@
  * | --prefix (repeat)  | EDGEWATCH_PREFIXES    | /registry/               |
  * | --secret (repeat)  | REPLICATION_SECRET    | (none: replication off)  |
  * | --tokens-file      | EDGEWATCH_TOKENS_FILE | (none: every read 401)   |
+ * | (env only)         | EDGEWATCH_TOKENS (JSON) | (none)                 |
  * | --insecure-no-auth | EDGEWATCH_INSECURE_NO_AUTH=1 | off               |
  * | --wait-timeout-ms  | RV_WAIT_TIMEOUT_MS    | 3000                     |
  * | --etcd-ca          | ETCD_CA_FILE          | (system roots for https) |
@@ -38,6 +39,8 @@ export interface RelayConfig {
   replicationSecrets: string[];
   /** Client tokens and their read scopes (core/auth.ts), reloaded when the file changes. */
   tokensFile: string | undefined;
+  /** The same table given inline as JSON (EDGEWATCH_TOKENS), for platforms that inject env only. */
+  tokensJson: string | undefined;
   /** Local development: no client credentials checked. Never the default. */
   insecureNoAuth: boolean;
   /** How long a read for rv=n waits for the cache before 504 / etcd fallback. */
@@ -114,6 +117,7 @@ export function parseConfig(
     prefixes,
     replicationSecrets: flags.get('secret') ?? splitList(env.REPLICATION_SECRET) ?? [],
     tokensFile: one('tokens-file', 'EDGEWATCH_TOKENS_FILE') || undefined,
+    tokensJson: env.EDGEWATCH_TOKENS || undefined,
     insecureNoAuth: ['1', 'true'].includes(one('insecure-no-auth', 'EDGEWATCH_INSECURE_NO_AUTH') ?? ''),
     waitTimeoutMs,
     ...(etcdTls ? { etcdTls } : {}),

@@ -11,7 +11,13 @@ try {
   process.stderr.write(`relay: ${(error as Error).message}\n`);
   process.exit(2);
 }
-const relay = await startRelay(config, log);
+let relay: Awaited<ReturnType<typeof startRelay>>;
+try {
+  relay = await startRelay(config, log);
+} catch (error) {
+  process.stderr.write(`relay: ${(error as Error).message}\n`);
+  process.exit(2);
+}
 const shutdown = (signal: string) => {
   log.info('stopping', { signal });
   relay.stop().then(
@@ -21,3 +27,5 @@ const shutdown = (signal: string) => {
 };
 process.once('SIGINT', () => shutdown('SIGINT'));
 process.once('SIGTERM', () => shutdown('SIGTERM'));
+// `kill -HUP` re-reads the tokens file at once (it is also re-read whenever it changes).
+process.on('SIGHUP', () => relay.reloadTokens());

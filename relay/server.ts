@@ -27,6 +27,8 @@ export interface RunningRelay {
   readonly watchers: number;
   /** Resolves once every prefix's cache has loaded its first list. */
   ready(): Promise<void>;
+  /** Re-reads the tokens file now. */
+  reloadTokens(): void;
   stop(): Promise<void>;
 }
 
@@ -65,7 +67,12 @@ export async function startRelay(
   void detectVersion();
   for (const cache of caches.values()) cache.start();
 
-  const tokens = new TokenStore({ file: config.tokensFile, insecure: config.insecureNoAuth, log });
+  const tokens = new TokenStore({
+    file: config.tokensFile,
+    json: config.tokensJson,
+    insecure: config.insecureNoAuth,
+    log,
+  });
   let watchers = 0;
   /** Set once the replication endpoint is attached to the listening server. */
   let replicaConnections = () => 0;
@@ -135,6 +142,7 @@ export async function startRelay(
     get watchers() {
       return watchers;
     },
+    reloadTokens: () => tokens.reload(),
     ready: async () => {
       await Promise.all([...caches.values()].map((c) => c.whenReady));
     },

@@ -12,6 +12,8 @@ import type { Logger } from './log.ts';
 export interface TokenStoreOptions {
   /** The tokens file; unset means no tokens (every read refused unless `insecure`). */
   file?: string | undefined;
+  /** The table as JSON text (from the environment); used when there is no file. Not reloaded. */
+  json?: string | undefined;
   /** Local development: no credentials checked. */
   insecure: boolean;
   log: Logger;
@@ -29,6 +31,7 @@ export class TokenStore {
     this.#options = options;
     this.#table = { insecure: options.insecure, tokens: [] };
     if (options.file) this.#load(true);
+    else if (options.json) this.#table = this.#parse(options.json, 'EDGEWATCH_TOKENS');
     this.#authorizer = new Authorizer(this.#table, options.insecure);
     if (options.file) {
       watchFile(options.file, { interval: options.pollMs ?? 1000, persistent: false }, () =>
@@ -56,9 +59,26 @@ export class TokenStore {
     return () => this.#listeners.delete(listener);
   }
 
+  /** Reads the file again now (the relay also does on SIGHUP, and by itself when the file changes). */
+  reload(): void {
+    this.#load(false);
+  }
+
   stop(): void {
     if (this.#options.file) unwatchFile(this.#options.file);
     this.#listeners.clear();
+  }
+
+  /** Parses a table; the error names the source and the problem, never the content. */
+  #parse(text: string, source: string): ScopeTable {
+    try {
+      const parsed = parseScopeTable(JSON.parse(text));
+      return { insecure: this.#options.insecure, tokens: parsed.tokens };
+    } catch (error) {
+      const why =
+        error instanceof SyntaxError ? 'not valid JSON' : error instanceof Error ? error.message : 'invalid';
+      throw new Error(`${source}: ${why}`);
+    }
   }
 
   #load(initial: boolean): void {
@@ -66,12 +86,10 @@ export class TokenStore {
     if (!file) return;
     let table: ScopeTable;
     try {
-      const parsed = parseScopeTable(JSON.parse(readFileSync(file, 'utf8')));
-      table = { insecure: this.#options.insecure, tokens: parsed.tokens };
+      table = this.#parse(readFileSync(file, 'utf8'), `tokens file ${file}`);
     } catch (error) {
-      const why =
-        error instanceof SyntaxError ? 'not valid JSON' : error instanceof Error ? error.message : 'invalid';
-      if (initial) throw new Error(`tokens file ${file}: ${why}`);
+      if (initial) throw error;
+      const why = error instanceof Error ? error.message : 'invalid';
       this.#options.log.error('tokens file not reloaded; keeping the previous tokens', { file, why });
       return;
     }
