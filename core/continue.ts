@@ -15,8 +15,10 @@
  */
 
 import { BadRequest } from './errors.ts';
+import type { ListPage } from './format.ts';
+import { keyAfter } from './keys.ts';
 import { hmacSha256 } from './sha256.ts';
-import type { Revision } from './types.ts';
+import type { KvObject, Revision } from './types.ts';
 
 /**
  * A decoded, verified continue token. Invariants (checked by `decodeContinue`): `rv` is a
@@ -42,6 +44,25 @@ export const MAX_CONTINUE_TOKEN_LENGTH = 4 * 1024 * 1024;
 const TAG_BYTES = 16;
 const encoder = new TextEncoder();
 const strictDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+
+/**
+ * One page of a list read at `rv`: when `remaining` items follow, it carries the token for the
+ * page that starts right after its last item. Every tier and etcd fallback pages this way.
+ */
+export function paginate(
+  items: readonly KvObject[],
+  remaining: number,
+  list: { rv: Revision; prefix: string },
+  secret?: string,
+): ListPage {
+  const last = items[items.length - 1];
+  if (remaining <= 0 || last === undefined) return { items };
+  const continueToken = encodeContinue(
+    { rv: list.rv, prefix: list.prefix, start: keyAfter(last.key) },
+    secret,
+  );
+  return { items, remaining, continueToken };
+}
 
 /** Mints the token for the page that starts at `start` of the list of `prefix` at `rv`. */
 export function encodeContinue(

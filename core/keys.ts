@@ -47,3 +47,11 @@ function fixup(unit: number): number {
 export function isUnder(key: string, prefix: string): boolean {
   return key.startsWith(prefix);
 }
+
+/**
+ * The smallest key after `key` in etcd's order: the same bytes plus a NUL. Where the next page
+ * of a list starts (continue tokens, etcd ranges, snapshot chunks), as in Kubernetes.
+ */
+export function keyAfter(key: string): string {
+  return `${key}\u0000`;
+}

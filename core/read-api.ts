@@ -7,7 +7,7 @@
  * Every failure ends in `errorResponse` (core/format.ts): a Status with the right code, never a
  * 500. Unknown errors are reported to `tier.onError` for logging and answered 503.
  */
-import { encodeContinue } from './continue.ts';
+import { paginate } from './continue.ts';
 import { ApiError, Expired, TooLargeResourceVersion, TooManyRequests } from './errors.ts';
 import {
   errorEvent,
@@ -210,18 +210,12 @@ function respond(
     ...(token ? { startKey: token.start } : {}),
     ...(limit !== undefined ? { limit } : {}),
   });
-  const last = page.items[page.items.length - 1];
-  const listPage =
-    page.remaining > 0 && last !== undefined
-      ? {
-          items: page.items,
-          remaining: page.remaining,
-          continueToken: encodeContinue(
-            { rv: reader.revision, prefix: request.prefix, start: `${last.key}\u0000` },
-            tier.continueSecret,
-          ),
-        }
-      : { items: page.items };
+  const listPage = paginate(
+    page.items,
+    page.remaining,
+    { rv: reader.revision, prefix: request.prefix },
+    tier.continueSecret,
+  );
   const shape = `${request.prefix}\u0000${token?.start ?? ''}\u0000${limit ?? ''}`;
   const body = listBodiesOf(cache).get(reader, shape, page.items.length, () =>
     listBody(listPage, reader.revision),

@@ -14,6 +14,7 @@ import {
   toStatus,
 } from '../core/errors.ts';
 import type { Subscription } from '../core/fanout.ts';
+import { keyAfter } from '../core/keys.ts';
 import {
   decodeEdgeMessage,
   type EdgeMessage,
@@ -249,7 +250,7 @@ export class ReplicaStream {
       }
       const last = page.items.at(-1);
       if (last === undefined || page.remaining === 0) break;
-      startKey = `${last.key}\u0000`; // the smallest key after `last` in byte order
+      startKey = keyAfter(last.key);
     }
     if (chunk.length > 0) this.#send({ v: 1, type: 'snapshotChunk', objects: chunk });
     this.#send({ v: 1, type: 'snapshotEnd', revision });

@@ -5,7 +5,7 @@
  * catch up in time). The responses are the same shape as the cache's, marked `X-Served-By: etcd`.
  */
 import type { Etcd3 } from 'etcd3';
-import { encodeContinue } from '../../core/continue.ts';
+import { paginate } from '../../core/continue.ts';
 import { Expired, ServiceUnavailable, TooLargeResourceVersion } from '../../core/errors.ts';
 import type { ListPage } from '../../core/format.ts';
 import type { KvObject, Revision } from '../../core/types.ts';
@@ -57,19 +57,8 @@ export async function etcdList(
     throw new TooLargeResourceVersion(options.minRevision, revision);
   }
   const items = res.kvs.map(kvToObject);
-  const last = items[items.length - 1];
-  if (!res.more || last === undefined) return { page: { items }, revision };
-  return {
-    page: {
-      items,
-      remaining: Number(res.count) - items.length,
-      continueToken: encodeContinue(
-        { rv: revision, prefix, start: `${last.key}\u0000` },
-        options.continueSecret,
-      ),
-    },
-    revision,
-  };
+  const remaining = res.more ? Number(res.count) - items.length : 0;
+  return { page: paginate(items, remaining, { rv: revision, prefix }, options.continueSecret), revision };
 }
 
 /** Maps etcd's failures to the API's: compacted → 410, anything else (unreachable) → 503. */
