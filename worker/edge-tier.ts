@@ -37,7 +37,9 @@ export function edgeTier(options: EdgeTierOptions): ReadTier {
     waitTimeoutMs,
     continueSecret: env.CONTINUE_SECRET,
     // Without a live stream the replica cannot prove it is current: most-recent reads go to the relay.
-    consistentReadsFromCache: link?.connected ?? false,
+    get consistentReadsFromCache() {
+      return link?.connected ?? false;
+    },
     cache: () => cache,
     authorize: (request, raw) => {
       const authorizer = options.authorizer();

@@ -18,7 +18,7 @@ import { DurableObject } from 'cloudflare:workers';
 import { Authorizer, bearerToken, type ScopeTable } from '../core/auth.ts';
 import { ServiceUnavailable, TooManyRequests } from '../core/errors.ts';
 import { errorResponse } from '../core/format.ts';
-import { serveRead } from '../core/read-api.ts';
+import { type ReadTier, serveRead } from '../core/read-api.ts';
 import { sha256Hex } from '../core/sha256.ts';
 import { type Clock, type KvObject, type Revision, type RevisionBatch, systemClock } from '../core/types.ts';
 import { WatchCache } from '../core/watch-cache.ts';
@@ -48,6 +48,7 @@ export class Replica extends DurableObject<Env> {
   #idleTimer: (() => void) | undefined;
   /** Client tokens and scopes from the relay; undefined until the first table arrives. */
   #authorizer: Authorizer | undefined;
+  #readTier: ReadTier | undefined;
   #limiter: RateLimiter | undefined;
   #scopeWaiters: ((authorizer: Authorizer) => void)[] = [];
 
@@ -80,7 +81,9 @@ export class Replica extends DurableObject<Env> {
     if (retryAfter > 0) {
       return errorResponse(new TooManyRequests('rate limit exceeded for this client', retryAfter), 'edge');
     }
-    return serveRead(this.#tier(), clean);
+    return this.#readTier
+      ? serveRead(this.#readTier, clean)
+      : errorResponse(new ServiceUnavailable('replica not started'), 'edge');
   }
 
   /** What the replica holds and how its link is doing (tests and the future dashboard). */
@@ -133,6 +136,7 @@ export class Replica extends DurableObject<Env> {
       },
       ...(this.env.EDGE_HEARTBEAT_MS ? { heartbeatMs: Number(this.env.EDGE_HEARTBEAT_MS) } : {}),
     });
+    this.#readTier = this.#makeTier(name, this.#link);
     this.#link.start();
   }
 
@@ -180,15 +184,14 @@ export class Replica extends DurableObject<Env> {
     this.#cache.progress(revision);
   }
 
-  #tier() {
-    const link = this.#link;
-    const status = this.#status;
+  /** The replica as a read tier: built once, when the replica starts (it reads live state). */
+  #makeTier(name: string, link: RelayLink): ReadTier {
     return edgeTier({
       env: this.env,
       clock: this.#clock,
       cache: this.#cache,
       link,
-      replica: status.kind === 'serving' ? status.name : '',
+      replica: name,
       authorizer: () => this.#authorizer,
       onWatch: (delta) => {
         this.#watchers += delta;
