@@ -6,6 +6,7 @@
 import { get as httpGet } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WatchReader } from './contract/watch-reader.ts';
+import { eventually } from './helpers/eventually.ts';
 import { type Stack, startStack, TEST_SECRET } from './helpers/stack.ts';
 import { startProxy } from './helpers/tcp-proxy.ts';
 import { startWorker } from './helpers/worker.ts';
@@ -28,19 +29,13 @@ async function status(baseUrl: string): Promise<ReplicaStatus> {
 }
 
 /** Polls the replica's status until `ok` holds; fails the test after `deadlineMs`. */
-async function until(
+function until(
   baseUrl: string,
   ok: (s: ReplicaStatus) => boolean,
   what: string,
   deadlineMs = 10_000,
 ): Promise<ReplicaStatus> {
-  const deadline = Date.now() + deadlineMs;
-  for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
-    const s = await status(baseUrl);
-    if (ok(s)) return s;
-    if (Date.now() > deadline) throw new Error(`replica never ${what}: ${JSON.stringify(s)}`);
-    await new Promise((r) => setTimeout(r, delay));
-  }
+  return eventually(() => status(baseUrl), ok, `replica ${what}`, deadlineMs);
 }
 
 async function put(stack: Stack, key: string, value: string): Promise<number> {

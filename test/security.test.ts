@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { sha256Hex } from '../core/sha256.ts';
 import type { Logger } from '../relay/log.ts';
+import { eventually } from './helpers/eventually.ts';
 import { type Stack, startStack, TEST_SECRET } from './helpers/stack.ts';
 import { startWorker } from './helpers/worker.ts';
 
@@ -37,21 +38,6 @@ async function probe(url: string, token?: string) {
   const body = type.includes('ndjson') ? undefined : ((await res.json()) as Record<string, unknown>);
   controller.abort();
   return { status: res.status, servedBy: res.headers.get('X-Served-By'), body };
-}
-
-async function eventually<T>(
-  fn: () => Promise<T>,
-  ok: (v: T) => boolean,
-  what: string,
-  ms = 10_000,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (let delay = 10; ; delay = Math.min(delay * 2, 200)) {
-    const value = await fn();
-    if (ok(value)) return value;
-    if (Date.now() > deadline) throw new Error(`never ${what}: ${JSON.stringify(value)}`);
-    await new Promise((r) => setTimeout(r, delay));
-  }
 }
 
 describe('credentials and scopes', () => {
