@@ -1,6 +1,6 @@
 /**
- * `npm test`: typecheck (Node and Worker sides), lint, then every unit and integration test
- * (real etcd, relay and workerd). Stops at the first failing step; ends with one summary line.
+ * `npm test`: the Worker's generated types are current, typecheck (Node and Worker sides), lint,
+ * then every unit and integration test (real etcd, relay and workerd). Stops at the first failing step; ends with one summary line.
  * Extra arguments go to vitest, e.g. `npm test -- core/store.test.ts`.
  */
 import { spawnSync } from 'node:child_process';
@@ -14,6 +14,7 @@ const report = path.join(root, '.cache/vitest-report.json');
 mkdirSync(path.dirname(report), { recursive: true });
 
 const steps: [string, string, string[]][] = [
+  ['Worker types match wrangler.toml', 'npm', ['run', '--silent', 'types:worker', '--', '--check']],
   ['typecheck (relay, core, tests)', bin('tsc'), ['-p', 'tsconfig.json', '--noEmit']],
   ['typecheck (worker)', bin('tsc'), ['-p', 'worker/tsconfig.json', '--noEmit']],
   ['lint and format', bin('biome'), ['check', '.']],

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Stack, startStack } from './helpers/stack.ts';
+import { type Stack, startStack, TEST_SECRET } from './helpers/stack.ts';
+import { startWorker } from './helpers/worker.ts';
 
 describe('the local stack', () => {
   let stack: Stack;
@@ -35,5 +36,23 @@ describe('the local stack', () => {
     const registry = body.prefixes.find((p) => p.prefix === '/registry/');
     expect(registry?.revision).toBeGreaterThanOrEqual(revision);
     expect(registry?.historyStart).toBeLessThanOrEqual(revision);
+  });
+
+  it('refuses to serve with a bad setting, naming it, even at /healthz', async () => {
+    const worker = await startWorker({
+      relayUrl: stack.relay.url,
+      replicationSecret: TEST_SECRET,
+      vars: { EDGE_WAIT_MS: 'abc' },
+    });
+    try {
+      for (const path of ['/healthz', '/v1/kv/registry/a?resourceVersion=0']) {
+        const res = await fetch(`${worker.url}${path}`);
+        expect(res.status).toBe(503);
+        const status = (await res.json()) as { message: string };
+        expect(status.message).toContain('EDGE_WAIT_MS must be a whole number');
+      }
+    } finally {
+      await worker.stop();
+    }
   });
 });

@@ -9,11 +9,11 @@ import { errorResponse } from '../core/format.ts';
 import type { ReadTier } from '../core/read-api.ts';
 import type { Clock } from '../core/types.ts';
 import type { WatchCache } from '../core/watch-cache.ts';
-import type { Env } from './index.ts';
+import type { EdgeSettings } from './env.ts';
 import type { RelayLink } from './relay-link.ts';
 
 export interface EdgeTierOptions {
-  env: Env;
+  settings: EdgeSettings;
   clock: Clock;
   cache: WatchCache;
   link: RelayLink | undefined;
@@ -27,15 +27,14 @@ export interface EdgeTierOptions {
 const FORWARDED_HEADERS = ['accept', 'if-none-match', 'authorization'];
 
 export function edgeTier(options: EdgeTierOptions): ReadTier {
-  const { env, cache, link, clock } = options;
-  const waitTimeoutMs = Number(env.EDGE_WAIT_MS ?? 1_000);
-  const relayUrl = env.RELAY_URL.replace(/\/$/, '');
+  const { settings, cache, link, clock } = options;
+  const { waitMs: waitTimeoutMs, relayUrl } = settings;
   return {
     tier: 'edge',
-    exposedPrefixes: env.PREFIXES.split(',').map((p) => p.trim()),
+    exposedPrefixes: settings.prefixes,
     clock,
     waitTimeoutMs,
-    continueSecret: env.CONTINUE_SECRET,
+    continueSecret: settings.continueSecret,
     // Without a live stream the replica cannot prove it is current: most-recent reads go to the relay.
     get consistentReadsFromCache() {
       return link?.connected ?? false;

@@ -6,47 +6,40 @@
  * prefixes are split by key range — so every request for one prefix at one location meets the
  * same replica, and sharding later only changes how the last part is chosen.
  */
-import { Hono } from 'hono';
-import { NotFound, UriTooLong } from '../core/errors.ts';
+import { Hono, type MiddlewareHandler } from 'hono';
+import { NotFound, ServiceUnavailable, UriTooLong } from '../core/errors.ts';
 import { errorResponse } from '../core/format.ts';
+import { type Bindings, type EdgeSettings, parseEnv } from './env.ts';
 import { PREFIX_HEADER, REPLICA_HEADER, Replica } from './replica.ts';
 import { exposedPrefixOfPath } from './routing.ts';
 
 export { Replica };
 
-export interface Env {
-  REPLICA: DurableObjectNamespace<Replica>;
-  /** Where replicas stream from and forward to. */
-  RELAY_URL: string;
-  /** The exposed prefixes, comma-separated; must match the relay's. */
-  PREFIXES: string;
-  /** The replica location under `wrangler dev`, where requests carry no `cf.colo`. */
-  DEV_COLO: string;
-  /** Shared with the relay; a secret (`wrangler secret put REPLICATION_SECRET`). */
-  REPLICATION_SECRET?: string;
-  /** Shared with the relay so continue tokens minted at either tier work at both. */
-  CONTINUE_SECRET?: string;
-  /** How long a read waits for the replica to reach a revision before forwarding (ms, default 1000). */
-  EDGE_WAIT_MS?: string;
-  /** Close the relay stream after this long without readers or watchers (ms, default 60000). */
-  EDGE_IDLE_MS?: string;
-  /** Heartbeat interval on the replication stream (ms, default 5000). */
-  EDGE_HEARTBEAT_MS?: string;
-  /**
-   * `1`: local development, no client credentials checked — honoured only when the relay runs
-   * with `--insecure-no-auth` too. Unset in a deployment: without tokens the edge serves no one.
-   */
-  EDGEWATCH_INSECURE_NO_AUTH?: string;
-  /** Requests per second per client token and replica (default 100; 0 turns limiting off). */
-  EDGE_RATE_LIMIT_RPS?: string;
-  /** Burst allowance per client token and replica (default 200). */
-  EDGE_RATE_LIMIT_BURST?: string;
-}
-
 /** Longer URLs are refused before any work (Cloudflare's own limit is 16 KiB). */
 const MAX_URL_LENGTH = 16 * 1024;
 
-const app = new Hono<{ Bindings: Env }>();
+type WorkerEnv = { Bindings: Bindings; Variables: { settings: EdgeSettings } };
+
+/**
+ * Validates the bindings (worker/env.ts) before anything else runs, /healthz included: a Worker
+ * deployed with a bad setting answers 503 naming it, rather than misbehaving.
+ */
+function validSettings(): MiddlewareHandler<WorkerEnv> {
+  return async function validSettings(c, next) {
+    try {
+      c.set('settings', parseEnv(c.env));
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      console.error(JSON.stringify({ msg: 'bad Worker settings', error: message }));
+      return errorResponse(new ServiceUnavailable(`the edge is misconfigured: ${message}`), 'edge');
+    }
+    await next();
+  };
+}
+
+const app = new Hono<WorkerEnv>();
+
+app.use(validSettings());
 
 app.get('/healthz', (c) => c.text('ok'));
 
@@ -57,9 +50,10 @@ app.on('GET', ['/v1/kv/*', '/v1/list/*', '/_replica/status/*'], async (c) => {
     return errorResponse(new UriTooLong(`the URL is longer than ${MAX_URL_LENGTH} bytes`), 'edge');
   }
   const url = new URL(raw.url);
-  const routed = exposedPrefixOfPath(url, c.env.PREFIXES, c.env.CONTINUE_SECRET);
+  const settings = c.var.settings;
+  const routed = exposedPrefixOfPath(url, settings.prefixes, settings.continueSecret);
   if (routed instanceof Response) return routed;
-  const colo = (raw.cf as { colo?: string } | undefined)?.colo ?? c.env.DEV_COLO ?? 'local';
+  const colo = (raw.cf as { colo?: string } | undefined)?.colo ?? settings.devColo;
   const name = `${colo}|${routed}|0`;
   const stub = c.env.REPLICA.get(c.env.REPLICA.idFromName(name));
   const headers = new Headers(raw.headers);

@@ -23,7 +23,7 @@ import { sha256Hex } from '../core/sha256.ts';
 import { type Clock, type KvObject, type Revision, type RevisionBatch, systemClock } from '../core/types.ts';
 import { WatchCache } from '../core/watch-cache.ts';
 import { edgeTier } from './edge-tier.ts';
-import type { Env } from './index.ts';
+import { type Bindings, type EdgeSettings, parseEnv } from './env.ts';
 import { RateLimiter } from './rate-limit.ts';
 import { RelayLink } from './relay-link.ts';
 import { ReplicaStorage } from './storage.ts';
@@ -37,8 +37,10 @@ const EDGE_HISTORY = { maxEvents: 20_000, maxAgeMs: 75_000, maxBytes: 16 * 1024 
 
 type Status = { kind: 'cold' } | { kind: 'serving'; name: string; prefix: string };
 
-export class Replica extends DurableObject<Env> {
+export class Replica extends DurableObject<Bindings> {
   #status: Status = { kind: 'cold' };
+  /** Validated once; the Worker has refused every request already if they are bad. */
+  readonly #settings: EdgeSettings = parseEnv(this.env);
   readonly #clock: Clock = systemClock;
   readonly #cache = new WatchCache({ clock: systemClock, ...EDGE_HISTORY });
   #storage: ReplicaStorage | undefined;
@@ -68,8 +70,7 @@ export class Replica extends DurableObject<Env> {
     // The relay sends the client tokens right after the stream opens; until they are here the
     // replica cannot authorize anyone, and it must not hand the decision to a relay that may run
     // in local-development mode, so it waits briefly and then refuses.
-    const authorizer =
-      this.#authorizer ?? (await this.#scopesArrived(Number(this.env.EDGE_WAIT_MS ?? 1_000)));
+    const authorizer = this.#authorizer ?? (await this.#scopesArrived(this.#settings.waitMs));
     if (authorizer === undefined) {
       return errorResponse(
         new ServiceUnavailable('the edge has not received its client tokens from the relay'),
@@ -110,15 +111,12 @@ export class Replica extends DurableObject<Env> {
     if (stored) this.#cache.replace(stored.revision, stored.objects);
     const scopes = this.ctx.storage.kv.get<ScopeTable>(SCOPES_KEY);
     if (scopes !== undefined) this.#setScopes(scopes);
-    this.#limiter = new RateLimiter(
-      Number(this.env.EDGE_RATE_LIMIT_RPS ?? 100),
-      Number(this.env.EDGE_RATE_LIMIT_BURST ?? 200),
-      this.#clock,
-    );
+    const { rateLimit } = this.#settings;
+    this.#limiter = new RateLimiter(rateLimit.ratePerSecond, rateLimit.burst, this.#clock);
     this.#status = { kind: 'serving', name, prefix };
     this.#link = new RelayLink({
-      relayUrl: this.env.RELAY_URL,
-      secret: this.env.REPLICATION_SECRET ?? '',
+      relayUrl: this.#settings.relayUrl,
+      secret: this.#settings.replicationSecret,
       prefix,
       replica: name,
       clock: this.#clock,
@@ -134,14 +132,14 @@ export class Replica extends DurableObject<Env> {
         status: () => {},
         log: (msg, fields) => console.log(JSON.stringify({ replica: name, msg, ...fields })),
       },
-      ...(this.env.EDGE_HEARTBEAT_MS ? { heartbeatMs: Number(this.env.EDGE_HEARTBEAT_MS) } : {}),
+      heartbeatMs: this.#settings.heartbeatMs,
     });
     this.#readTier = this.#makeTier(name, this.#link);
     this.#link.start();
   }
 
   #setScopes(table: ScopeTable): void {
-    const authorizer = new Authorizer(table, this.env.EDGEWATCH_INSECURE_NO_AUTH === '1');
+    const authorizer = new Authorizer(table, this.#settings.insecureNoAuth);
     this.#authorizer = authorizer;
     for (const waiter of this.#scopeWaiters.splice(0)) waiter(authorizer);
   }
@@ -187,7 +185,7 @@ export class Replica extends DurableObject<Env> {
   /** The replica as a read tier: built once, when the replica starts (it reads live state). */
   #makeTier(name: string, link: RelayLink): ReadTier {
     return edgeTier({
-      env: this.env,
+      settings: this.#settings,
       clock: this.#clock,
       cache: this.#cache,
       link,
@@ -205,7 +203,7 @@ export class Replica extends DurableObject<Env> {
     this.#lastActivityAt = this.#clock.now();
     if (this.#link && !this.#link.running) this.#link.start();
     if (this.#idleTimer) return;
-    const idleMs = Number(this.env.EDGE_IDLE_MS ?? 60_000);
+    const { idleMs } = this.#settings;
     const check = () => {
       this.#idleTimer = undefined;
       if (this.#watchers > 0 || this.#clock.now() - this.#lastActivityAt < idleMs) {

@@ -10,8 +10,11 @@ import { exposedPrefixFor, parseReadRequest } from '../core/request.ts';
 const STATUS_PATH = '/_replica/status/';
 
 /** The exposed prefix whose replica serves `url`, or the error response to send instead. */
-export function exposedPrefixOfPath(url: URL, prefixes: string, continueSecret?: string): string | Response {
-  const exposedPrefixes = prefixes.split(',').map((p) => p.trim());
+export function exposedPrefixOfPath(
+  url: URL,
+  exposedPrefixes: readonly string[],
+  continueSecret: string | undefined,
+): string | Response {
   try {
     if (url.pathname.startsWith(STATUS_PATH)) {
       return exposedPrefixFor(`/${url.pathname.slice(STATUS_PATH.length)}`, exposedPrefixes, 'prefix');

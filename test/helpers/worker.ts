@@ -13,6 +13,27 @@ import { freePort } from '../../scripts/lib/ports.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
+let fromWrangler: Promise<WranglerOptions> | undefined;
+type WranglerOptions = Awaited<ReturnType<typeof readWranglerToml>>;
+
+/**
+ * What wrangler.toml says the Worker runs with — compatibility date and flags, the Durable Object
+ * bindings (SQLite-backed), the [vars] — as wrangler itself translates it for miniflare, so the
+ * tests run what `wrangler dev` and `wrangler deploy` run and nothing is written twice. Read once
+ * per test process (importing wrangler takes a few seconds).
+ */
+function wranglerOptions(): Promise<WranglerOptions> {
+  fromWrangler ??= readWranglerToml();
+  return fromWrangler;
+}
+
+async function readWranglerToml() {
+  const { unstable_getMiniflareWorkerOptions } = await import('wrangler');
+  const { compatibilityDate, compatibilityFlags, durableObjects, bindings } =
+    unstable_getMiniflareWorkerOptions(path.join(root, 'wrangler.toml')).workerOptions;
+  return { compatibilityDate, compatibilityFlags, durableObjects, bindings };
+}
+
 /** Bundles a Worker entry (repo-relative path) as workerd runs it: ESM, `cloudflare:*` external. */
 export async function bundleScript(entry: string): Promise<string> {
   const result = await build({
@@ -59,24 +80,22 @@ export interface RunningWorker {
 }
 
 export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
-  const script = await bundleWorker();
+  const [script, wrangler] = await Promise.all([bundleWorker(), wranglerOptions()]);
   const temporary = options.persistDir === undefined;
   const persistDir = options.persistDir ?? mkdtempSync(path.join(tmpdir(), 'edgewatch-do-'));
   const port = await freePort();
   const make = () =>
     new Miniflare({
       modules: [{ type: 'ESModule', path: path.join(root, 'worker/index.js'), contents: script }],
-      compatibilityDate: '2026-04-01',
-      compatibilityFlags: ['enable_request_signal'],
+      ...wrangler,
       host: '127.0.0.1',
       port,
       cf: false,
-      durableObjects: { REPLICA: { className: 'Replica', useSQLite: true } },
       durableObjectsPersist: persistDir,
       bindings: {
+        ...wrangler.bindings,
         RELAY_URL: options.relayUrl,
         PREFIXES: (options.prefixes ?? ['/registry/']).join(','),
-        DEV_COLO: 'local',
         REPLICATION_SECRET: options.replicationSecret ?? '',
         // Tests run the local-development mode unless they set this var to '' themselves.
         EDGEWATCH_INSECURE_NO_AUTH: '1',
