@@ -59,6 +59,13 @@ export class Expired extends ApiError {
   readonly reason = 'Expired';
 }
 
+/**
+ * The state a subscriber or a list was served from belongs to another etcd history (etcd was
+ * wiped or restored from a backup, or a self-check found the state wrong): a 410 like any
+ * expiry for clients, which relist; tiers tell it apart to resynchronise rather than resume.
+ */
+export class HistoryChanged extends Expired {}
+
 /** The request line is longer than the tier accepts. */
 export class UriTooLong extends ApiError {
   readonly code = 414;

@@ -15,6 +15,7 @@
  *                        ▲                          │
  *                        └────────replace───────────┘   (subscribers not at the new revision get 410)
  */
+import { addEntry, type Digest, DigestTimeline, digestOf, EMPTY_DIGEST, removeEntry } from './digest.ts';
 import { Expired, TooLargeResourceVersion } from './errors.ts';
 import { Fanout, type SubscribeOptions, type Subscription } from './fanout.ts';
 import { EventHistory, type HistoryLimits } from './history.ts';
@@ -48,6 +49,9 @@ export class WatchCache implements CacheSink {
   #waiters = new Set<Waiter>();
   #revisionListeners = new Set<(revision: Revision) => void>();
   #waitListeners = new Set<(target: Revision) => void>();
+  /** Digest of the store's contents (core/digest.ts), kept as events apply; O(1) per event. */
+  #digest: Digest = EMPTY_DIGEST;
+  readonly #digests = new DigestTimeline();
 
   constructor(options: WatchCacheOptions) {
     this.#clock = options.clock;
@@ -76,16 +80,73 @@ export class WatchCache implements CacheSink {
     return this.#waiters.size;
   }
 
+  /** The digest of the state at `revision` (core/digest.ts). */
+  get digest(): Digest {
+    return this.#digest;
+  }
+
+  /**
+   * The digest of the state at `n`, for n in [history.startRevision, revision]; undefined
+   * outside (not ready, too old, or not reached yet).
+   */
+  digestAt(n: Revision): Digest | undefined {
+    if (!this.#ready || n > this.revision || n < this.history.startRevision) return undefined;
+    return this.#digests.at(n);
+  }
+
+  /**
+   * The digest recomputed from the stored objects themselves, O(n): what the periodic self-check
+   * compares, so that a store changed behind the cache's back (a bug, bad memory) is caught too.
+   */
+  recomputeDigest(): Digest {
+    return digestOf(this.snapshot().list('').items);
+  }
+
   // --- CacheSink ---
 
-  replace(revision: Revision, objects: readonly KvObject[]): void {
+  /**
+   * `options.newHistory`: the new state belongs to another etcd history (etcd was wiped or
+   * restored, or a self-check found the old state wrong). Every subscriber is then closed with
+   * `error` (a 410), even one at `revision`: what it was sent is not part of this history.
+   */
+  replace(revision: Revision, objects: readonly KvObject[], options: { newHistory?: Expired } = {}): void {
     this.#store = new KeyStore(objects, revision);
     this.#ready = true;
     this.#current = undefined;
     this.#past.clear();
+    this.#digest = digestOf(objects);
+    this.#digests.reset(revision, this.#digest);
     this.history.reset(revision);
+    if (options.newHistory) this.fanout.closeAll(options.newHistory);
     this.fanout.reset(revision);
     this.#advanced();
+  }
+
+  /**
+   * Drops the state (it belongs to another history, or was found corrupt) until the next
+   * `replace`: the cache is not ready, so nothing is served from it, and every subscriber is
+   * closed with `error` (a 410) so that its client relists.
+   */
+  invalidate(error: Expired): void {
+    this.#store = new KeyStore();
+    this.#ready = false;
+    this.#current = undefined;
+    this.#past.clear();
+    this.#digest = EMPTY_DIGEST;
+    this.#digests.reset(0, EMPTY_DIGEST);
+    this.history.reset(0);
+    this.fanout.closeAll(error);
+    this.fanout.reset(0);
+  }
+
+  /**
+   * Test hook for the self-checks: replaces one stored object behind the cache's back (no event,
+   * no digest update), as memory corruption or a bug would. Never called outside tests.
+   */
+  corruptForTest(object: KvObject): void {
+    this.#store.set(object);
+    this.#current = undefined;
+    this.#past.clear();
   }
 
   apply(batch: RevisionBatch): void {
@@ -100,6 +161,8 @@ export class WatchCache implements CacheSink {
     this.#store.revision = batch.revision;
     this.#current = undefined;
     this.history.push(normalised);
+    this.#digests.push(batch.revision, this.#digest);
+    this.#digests.trim(this.history.startRevision);
     this.fanout.publish(normalised);
     this.#advanced();
   }
@@ -109,6 +172,7 @@ export class WatchCache implements CacheSink {
     this.#store.revision = revision;
     this.#current = this.#current?.at(revision);
     this.history.trim();
+    this.#digests.trim(this.history.startRevision);
     this.fanout.progress(revision);
     this.#advanced();
   }
@@ -211,6 +275,8 @@ export class WatchCache implements CacheSink {
     const before = this.#store.get(key);
     if (event.type === 'PUT') this.#store.set(event.object);
     else this.#store.delete(key);
+    if (before !== undefined) this.#digest = removeEntry(this.#digest, before);
+    if (event.type === 'PUT') this.#digest = addEntry(this.#digest, event.object);
     const prev = event.prev;
     if (before === undefined) return prev === undefined ? event : { type: event.type, object: event.object };
     if (prev !== undefined && prev.modRevision === before.modRevision) return event;
