@@ -22,6 +22,7 @@ import {
   watchFraming,
 } from './format.ts';
 import { ListBodies } from './list-bodies.ts';
+import { M, type MetricsSink } from './metrics.ts';
 import type { GetRequest, ListRequest, ReadRequest, WatchRequest } from './request.ts';
 import { parseReadRequest } from './request.ts';
 import { type OnTimeout, planRead, type ReadAt, type Tier, type TierFacts } from './rules.ts';
@@ -57,6 +58,8 @@ export interface ReadTier {
   headers?(exposedPrefix: string): Record<string, string>;
   /** An error that is not an `ApiError`: log it; the client gets a 503. */
   onError?(error: unknown, request: Request): void;
+  /** Where the read path's metrics go (consistent reads); none when absent. */
+  readonly metrics?: MetricsSink;
   /** Watch streams opened and closed (for metrics and leak checks). */
   onWatch?(delta: 1 | -1): void;
 }
@@ -119,9 +122,12 @@ async function execute(tier: ReadTier, request: ReadRequest, raw: Request): Prom
       if (plan.at === 'current')
         return respond(tier, cache, request, raw, { kind: 'snapshot', reader: cache.snapshot() });
       try {
-        return respond(tier, cache, request, raw, await reach(tier, cache, request, plan.at));
+        const start = await reach(tier, cache, request, plan.at);
+        if (plan.at === 'latest') countConsistentRead(tier, request, true, false);
+        return respond(tier, cache, request, raw, start);
       } catch (error) {
         if (error instanceof TooLargeResourceVersion) {
+          if (plan.at === 'latest') countConsistentRead(tier, request, false, plan.onTimeout !== 'tooLarge');
           return onTimeout(tier, request, raw, plan.onTimeout, plan.at, error);
         }
         // The cache relisted while the read waited and no longer holds the state the plan
@@ -173,6 +179,21 @@ async function onTimeout(
   if (action === 'forward') return forward(tier, raw);
   if (action === 'etcd' && request.verb !== 'watch' && tier.fromEtcd) return tier.fromEtcd(request, at, raw);
   throw error;
+}
+
+/** A most-recent get or list the cache tried to serve (Kubernetes' consistent_read_total). */
+function countConsistentRead(
+  tier: ReadTier,
+  request: ReadRequest,
+  success: boolean,
+  fallback: boolean,
+): void {
+  if (request.verb === 'watch') return;
+  tier.metrics?.count(M.consistentReads, {
+    prefix: request.exposedPrefix,
+    success: String(success),
+    fallback: String(fallback),
+  });
 }
 
 function forward(tier: ReadTier, raw: Request): Promise<Response> {

@@ -19,6 +19,7 @@ import { addEntry, type Digest, DigestTimeline, digestOf, EMPTY_DIGEST, removeEn
 import { Expired, TooLargeResourceVersion } from './errors.ts';
 import { Fanout, type SubscribeOptions, type Subscription } from './fanout.ts';
 import { EventHistory, type HistoryLimits } from './history.ts';
+import { type CacheMetrics, M, noMetrics, startTimer, terminationReason } from './metrics.ts';
 import { KeyStore, type StoreSnapshot } from './store.ts';
 import type { CacheSink, Cancel, ChangeEvent, Clock, KvObject, Revision, RevisionBatch } from './types.ts';
 
@@ -26,6 +27,8 @@ export interface WatchCacheOptions extends HistoryLimits {
   readonly clock: Clock;
   /** Materialised past snapshots kept for repeated Exact reads (paginated lists). Default 4. */
   readonly snapshotCacheSize?: number;
+  /** Where events received, dispatched, waits and terminated watchers are counted. */
+  readonly metrics?: CacheMetrics;
 }
 
 interface Waiter {
@@ -40,6 +43,7 @@ export class WatchCache implements CacheSink {
   readonly fanout: Fanout;
   readonly #clock: Clock;
   readonly #snapshotCacheSize: number;
+  readonly #metrics: CacheMetrics;
   #store = new KeyStore();
   #ready = false;
   /** The snapshot at the current revision, shared by readers until the next write. */
@@ -56,6 +60,7 @@ export class WatchCache implements CacheSink {
   constructor(options: WatchCacheOptions) {
     this.#clock = options.clock;
     this.#snapshotCacheSize = options.snapshotCacheSize ?? 4;
+    this.#metrics = options.metrics ?? { sink: noMetrics, prefix: '' };
     this.history = new EventHistory(options.clock, options);
     this.fanout = new Fanout(this.history);
   }
@@ -163,6 +168,7 @@ export class WatchCache implements CacheSink {
     this.history.push(normalised);
     this.#digests.push(batch.revision, this.#digest);
     this.#digests.trim(this.history.startRevision);
+    this.#metrics.sink.count(M.eventsReceived, { prefix: this.#metrics.prefix }, events.length);
     this.fanout.publish(normalised);
     this.#advanced();
   }
@@ -230,12 +236,18 @@ export class WatchCache implements CacheSink {
    */
   waitFor(n: Revision, timeoutMs: number): Promise<void> {
     if (this.revision >= n) return Promise.resolve();
+    const waited = startTimer(this.#clock);
+    const observe = () => this.#metrics.sink.observe(M.readWait, { prefix: this.#metrics.prefix }, waited());
     return new Promise<void>((resolve, reject) => {
       const waiter: Waiter = {
         target: n,
-        resolve,
+        resolve: () => {
+          observe();
+          resolve();
+        },
         cancelTimer: this.#clock.setTimeout(() => {
           this.#waiters.delete(waiter);
+          observe();
           reject(new TooLargeResourceVersion(n, this.revision));
         }, timeoutMs),
       };
@@ -262,7 +274,19 @@ export class WatchCache implements CacheSink {
    * `snapshot()` and subscribe from its revision in the same synchronous step.
    */
   watch(options: SubscribeOptions): Subscription {
-    return this.fanout.subscribe(options);
+    const { sink, prefix } = this.#metrics;
+    if (sink === noMetrics) return this.fanout.subscribe(options);
+    return this.fanout.subscribe({
+      ...options,
+      onBatch: (batch) => {
+        sink.count(M.eventsDispatched, { prefix }, batch.events.length);
+        return options.onBatch(batch);
+      },
+      onClose: (error) => {
+        if (error) sink.count(M.terminatedWatchers, { prefix, reason: terminationReason(error) });
+        options.onClose(error);
+      },
+    });
   }
 
   /**

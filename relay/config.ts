@@ -12,6 +12,7 @@
  * | (env only)         | EDGEWATCH_TOKENS (JSON) | (none)                 |
  * | --insecure-no-auth | EDGEWATCH_INSECURE_NO_AUTH=1 | off               |
  * | --wait-timeout-ms  | RV_WAIT_TIMEOUT_MS    | 3000                     |
+ * | --ready-etcd-timeout-ms | READY_ETCD_TIMEOUT_MS | 10000 (then /readyz 503) |
  * | --etcd-ca          | ETCD_CA_FILE          | (system roots for https) |
  * | --etcd-cert        | ETCD_CERT_FILE        | (no client certificate)  |
  * | --etcd-key         | ETCD_KEY_FILE         | (no client certificate)  |
@@ -45,6 +46,8 @@ export interface RelayConfig {
   insecureNoAuth: boolean;
   /** How long a read for rv=n waits for the cache before 504 / etcd fallback. */
   waitTimeoutMs: number;
+  /** `/readyz` answers 503 once etcd has been unreachable this long (relay/readiness.ts). */
+  readyEtcdTimeoutMs?: number | undefined;
   /** TLS to etcd (CA, client certificate); unset for plain `http://` endpoints. Holds a secret key. */
   etcdTls?: EtcdTls | undefined;
   /** etcd username/password; unset when etcd auth is off. Holds a secret password. */
@@ -83,6 +86,7 @@ export function parseConfig(
     'prefix',
     'secret',
     'wait-timeout-ms',
+    'ready-etcd-timeout-ms',
     'tokens-file',
     'insecure-no-auth',
     'etcd-ca',
@@ -105,6 +109,9 @@ export function parseConfig(
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`bad port: ${port}`);
   const waitTimeoutMs = Number(one('wait-timeout-ms', 'RV_WAIT_TIMEOUT_MS') ?? 3000);
   if (!Number.isFinite(waitTimeoutMs) || waitTimeoutMs < 0) throw new Error('bad --wait-timeout-ms');
+  const readyEtcdTimeoutMs = Number(one('ready-etcd-timeout-ms', 'READY_ETCD_TIMEOUT_MS') ?? 10_000);
+  if (!Number.isFinite(readyEtcdTimeoutMs) || readyEtcdTimeoutMs < 0)
+    throw new Error('bad --ready-etcd-timeout-ms');
   const prefixes = flags.get('prefix') ?? splitList(env.EDGEWATCH_PREFIXES) ?? ['/registry/'];
   for (const p of prefixes) if (!p.startsWith('/')) throw new Error(`prefix must start with '/': ${p}`);
   const etcdEndpoints = splitList(one('etcd', 'ETCD_ENDPOINTS')) ?? ['http://127.0.0.1:2379'];
@@ -120,6 +127,7 @@ export function parseConfig(
     tokensJson: env.EDGEWATCH_TOKENS || undefined,
     insecureNoAuth: ['1', 'true'].includes(one('insecure-no-auth', 'EDGEWATCH_INSECURE_NO_AUTH') ?? ''),
     waitTimeoutMs,
+    readyEtcdTimeoutMs,
     ...(etcdTls ? { etcdTls } : {}),
     ...(etcdAuth ? { etcdAuth } : {}),
   };

@@ -10,6 +10,7 @@
  * (etcd#15220); older ones serve those reads from etcd.
  */
 import type { Etcd3 } from 'etcd3';
+import { M, type MetricsSink, noMetrics } from '../core/metrics.ts';
 import type { Cancel, Clock, Revision } from '../core/types.ts';
 import { WatchCache } from '../core/watch-cache.ts';
 import type { EtcdSecurity } from './etcd/client.ts';
@@ -33,6 +34,8 @@ export interface PrefixCacheOptions {
   progressRequestMs?: number;
   maxHistoryEvents?: number;
   maxHistoryAgeMs?: number;
+  /** Where the cache's and the reflector's metrics go (relay/metrics.ts). */
+  metrics?: MetricsSink;
 }
 
 export class PrefixCache {
@@ -51,8 +54,10 @@ export class PrefixCache {
     this.#client = options.client;
     this.#clock = options.clock;
     this.#progressRequestMs = options.progressRequestMs ?? 100;
+    const metrics = options.metrics ?? noMetrics;
     this.cache = new WatchCache({
       clock: options.clock,
+      metrics: { sink: metrics, prefix: options.prefix },
       ...(options.maxHistoryEvents !== undefined ? { maxEvents: options.maxHistoryEvents } : {}),
       ...(options.maxHistoryAgeMs !== undefined ? { maxAgeMs: options.maxHistoryAgeMs } : {}),
     });
@@ -65,6 +70,7 @@ export class PrefixCache {
       }),
       sink: this.cache,
       clock: options.clock,
+      onRelisted: (reason) => metrics.count(M.relists, { prefix: options.prefix, reason }),
       log: {
         info: (msg, fields) => options.log.info(msg, { prefix: options.prefix, ...fields }),
         warn: (msg, fields) => options.log.warn(msg, { prefix: options.prefix, ...fields }),

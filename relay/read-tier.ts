@@ -5,6 +5,7 @@
 import type { Etcd3 } from 'etcd3';
 import type { Authorizer } from '../core/auth.ts';
 import { getResponse, listResponse } from '../core/format.ts';
+import type { MetricsSink } from '../core/metrics.ts';
 import type { ReadTier } from '../core/read-api.ts';
 import type { GetRequest, ListRequest } from '../core/request.ts';
 import type { ReadAt } from '../core/rules.ts';
@@ -24,6 +25,7 @@ export interface RelayTierOptions {
   authorizer: () => Authorizer;
   log: Logger;
   onWatch?: (delta: 1 | -1) => void;
+  metrics?: MetricsSink;
 }
 
 export function relayTier(options: RelayTierOptions): ReadTier {
@@ -53,6 +55,7 @@ export function relayTier(options: RelayTierOptions): ReadTier {
         error: error instanceof Error ? error.message : String(error),
       }),
     ...(options.onWatch ? { onWatch: options.onWatch } : {}),
+    ...(options.metrics ? { metrics: options.metrics } : {}),
   };
 }
 

@@ -88,6 +88,8 @@ export interface ReflectorOptions {
   readonly progressIntervalMs?: number;
   /** After this much silence (or this long waiting for a watch to open) the stream is declared dead. Default 15 s. */
   readonly silenceTimeoutMs?: number;
+  /** Called after each list replaced the sink's state, with why it relisted (for metrics). */
+  readonly onRelisted?: (reason: string) => void;
 }
 
 /** Returned by `ready` when the reflector is stopped before its first list completed. */
@@ -109,6 +111,7 @@ export class Reflector {
   private readonly maxBackoffMs: number;
   private readonly progressIntervalMs: number;
   private readonly silenceTimeoutMs: number;
+  private readonly onRelisted: (reason: string) => void;
 
   private currentRevision: Revision = 0;
   private failures = 0;
@@ -131,6 +134,7 @@ export class Reflector {
     this.maxBackoffMs = options.maxBackoffMs ?? 5_000;
     this.progressIntervalMs = options.progressIntervalMs ?? 5_000;
     this.silenceTimeoutMs = options.silenceTimeoutMs ?? 15_000;
+    this.onRelisted = options.onRelisted ?? (() => {});
     this.ready = new Promise<void>((resolve, reject) => {
       this.readyResolve = resolve;
       this.readyReject = reject;
@@ -228,6 +232,7 @@ export class Reflector {
     const previous = this.currentRevision;
     this.sink.replace(result.revision, result.objects);
     this.currentRevision = result.revision;
+    this.onRelisted(reason);
     this.log.info('listed', {
       reason,
       revision: result.revision,

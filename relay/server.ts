@@ -9,13 +9,17 @@ import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { NotFound } from '../core/errors.ts';
 import { errorResponse } from '../core/format.ts';
+import { M } from '../core/metrics.ts';
 import { serveRead } from '../core/read-api.ts';
 import { systemClock } from '../core/types.ts';
 import type { RelayConfig } from './config.ts';
 import { createEtcdClient, etcdVersion, supportsConsistentCacheReads } from './etcd/client.ts';
+import { currentRevision } from './etcd/lister.ts';
 import { jsonLogger, type Logger } from './log.ts';
+import { collectRelayState, httpMetrics, RelayMetrics } from './metrics.ts';
 import { PrefixCache } from './prefix-cache.ts';
 import { relayTier } from './read-tier.ts';
+import { EtcdProbe, Readiness } from './readiness.ts';
 import { attachReplication } from './replicate.ts';
 import { TokenStore } from './tokens.ts';
 
@@ -23,6 +27,10 @@ export interface RunningRelay {
   readonly url: string;
   readonly port: number;
   readonly caches: ReadonlyMap<string, PrefixCache>;
+  /** The relay's metrics (served at /metrics); core code records through it as a MetricsSink. */
+  readonly metrics: RelayMetrics;
+  /** `/readyz`'s named checks; add one with `readiness.add({ name, check })`. */
+  readonly readiness: Readiness;
   /** Open watch streams (for leak checks). */
   readonly watchers: number;
   /** Resolves once every prefix's cache has loaded its first list. */
@@ -39,13 +47,30 @@ export async function startRelay(
   const clock = systemClock;
   const security = { tls: config.etcdTls, auth: config.etcdAuth };
   const client = createEtcdClient({ endpoints: config.etcdEndpoints, ...security });
+  const metrics = new RelayMetrics();
   const caches = new Map<string, PrefixCache>();
   for (const prefix of config.prefixes) {
     caches.set(
       prefix,
-      new PrefixCache({ prefix, client, endpoints: config.etcdEndpoints, security, clock, log }),
+      new PrefixCache({ prefix, client, endpoints: config.etcdEndpoints, security, clock, log, metrics }),
     );
   }
+  const etcdProbe = new EtcdProbe({
+    clock,
+    probe: () => currentRevision(client, config.prefixes[0] ?? '/'),
+    intervalMs: 1000,
+    unreachableAfterMs: config.readyEtcdTimeoutMs ?? 10_000,
+    observe: (seconds) => metrics.observe(M.etcdRequestDuration, { operation: 'probe' }, seconds),
+  });
+  const readiness = new Readiness();
+  readiness.add({
+    name: 'caches',
+    check: () => {
+      const loading = [...caches.values()].filter((p) => !p.ready).map((p) => p.prefix);
+      return loading.length === 0 ? undefined : `loading ${loading.join(', ')}`;
+    },
+  });
+  readiness.add({ name: 'etcd', check: () => etcdProbe.check() });
 
   // Consistent reads from cache need etcd >= 3.5.13; until the version is known, assume not.
   let consistentReads = false;
@@ -65,6 +90,7 @@ export async function startRelay(
   };
   let stopped = false;
   void detectVersion();
+  etcdProbe.start();
   for (const cache of caches.values()) cache.start();
 
   const tokens = new TokenStore({
@@ -84,17 +110,19 @@ export async function startRelay(
     waitTimeoutMs: config.waitTimeoutMs,
     consistentReadsFromCache: () => consistentReads,
     log,
+    metrics,
     onWatch: (delta) => {
       watchers += delta;
     },
   });
 
   const app = new Hono();
+  app.use(httpMetrics(metrics, clock, 'relay'));
   app.get('/healthz', (c) => c.text('ok'));
-  app.get('/readyz', (c) => {
-    const notReady = [...caches.values()].filter((p) => !p.ready).map((p) => p.prefix);
-    return notReady.length === 0 ? c.text('ok') : c.text(`not ready: ${notReady.join(', ')}`, 503);
-  });
+  app.get('/readyz', (c) => readiness.response(c.req.query('verbose') !== undefined));
+  app.get('/metrics', async (c) =>
+    c.body(await metrics.text(), 200, { 'Content-Type': metrics.contentType }),
+  );
   // What each cache holds: the revision it is current to and the oldest one its window can
   // still serve (a watch or Exact read below it gets 410 or goes to etcd). For operators, the
   // robustness checker and the future dashboard; it carries no keys or values.
@@ -131,6 +159,12 @@ export async function startRelay(
     waitTimeoutMs: config.waitTimeoutMs,
   });
   replicaConnections = () => replication.connections;
+  const stopCollecting = collectRelayState(metrics, clock, {
+    caches,
+    replicas: () => replication.replicas(),
+    ready: () => readiness.report().ready,
+    etcdReachable: () => etcdProbe.reachable,
+  });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = `http://${config.host}:${port}`;
@@ -139,6 +173,8 @@ export async function startRelay(
     url,
     port,
     caches,
+    metrics,
+    readiness,
     get watchers() {
       return watchers;
     },
@@ -148,6 +184,8 @@ export async function startRelay(
     },
     async stop() {
       stopped = true;
+      etcdProbe.stop();
+      stopCollecting();
       tokens.stop();
       await replication.close();
       await Promise.all([...caches.values()].map((c) => c.stop()));

@@ -1,0 +1,197 @@
+/**
+ * The relay's metrics: core/metrics.ts's families, registered in a prom-client Registry of the
+ * relay's own (several relays share one process in the tests), exposed at `GET /metrics` with
+ * `tier="relay"` on every series, next to prom-client's default process metrics.
+ *
+ * Counters and histograms are recorded where things happen (through the `MetricsSink`); gauges
+ * that mirror live state (revisions, lag, connections, readiness) are read by collectors at scrape
+ * time, so nothing is kept up to date between scrapes.
+ */
+import type { MiddlewareHandler } from 'hono';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, type Metric, Registry } from 'prom-client';
+import {
+  type CounterFamily,
+  FAMILIES,
+  type Family,
+  type GaugeFamily,
+  type HistogramFamily,
+  type Labels,
+  M,
+  type MetricsSink,
+  routeOf,
+  startTimer,
+} from '../core/metrics.ts';
+import type { Clock, Revision } from '../core/types.ts';
+import type { WatchCache } from '../core/watch-cache.ts';
+
+export class RelayMetrics implements MetricsSink {
+  readonly registry = new Registry();
+  readonly #metrics = new Map<string, Metric>();
+  readonly #collectors: (() => void)[] = [];
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    this.registry.setDefaultLabels({ tier: 'relay' });
+    for (const family of FAMILIES) this.#metrics.set(family.name, toPrometheus(family, this.registry));
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+  }
+
+  count<L extends string>(family: CounterFamily<L>, labels: Labels<L>, by = 1): void {
+    (this.#metrics.get(family.name) as Counter<L>).inc(labels, by);
+  }
+
+  observe<L extends string>(family: HistogramFamily<L>, labels: Labels<L>, value: number): void {
+    (this.#metrics.get(family.name) as Histogram<L>).observe(labels, value);
+  }
+
+  set<L extends string>(family: GaugeFamily<L>, labels: Labels<L>, value: number): void {
+    (this.#metrics.get(family.name) as Gauge<L>).set(labels, value);
+  }
+
+  /** Drops every series of a gauge (before a collector sets the ones that still exist). */
+  clear(family: GaugeFamily): void {
+    (this.#metrics.get(family.name) as Gauge).reset();
+  }
+
+  /** Runs `collect` before every scrape, to set gauges from live state. */
+  onCollect(collect: () => void): void {
+    this.#collectors.push(collect);
+  }
+
+  /** The exposition: Prometheus text format 0.0.4, from prom-client. */
+  async text(): Promise<string> {
+    for (const collect of this.#collectors) collect();
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
+
+function toPrometheus(family: Family, registry: Registry): Metric {
+  const base = { name: family.name, help: family.help, labelNames: family.labels, registers: [registry] };
+  switch (family.kind) {
+    case 'counter':
+      return new Counter(base);
+    case 'gauge':
+      return new Gauge(base);
+    case 'histogram':
+      return new Histogram({ ...base, buckets: [...family.buckets] });
+  }
+}
+
+/**
+ * Counts every response by who served it, route and code, and times lists (to their headers: a
+ * list's body is built before the response is returned). Watches are counted when they start.
+ */
+export function httpMetrics(sink: MetricsSink, clock: Clock, tier: string): MiddlewareHandler {
+  return async function httpMetricsMiddleware(c, next) {
+    const elapsed = startTimer(clock);
+    await next();
+    const url = new URL(c.req.url);
+    const route = routeOf(c.req.method, url.pathname, url.search);
+    const servedBy = c.res.headers.get('X-Served-By') ?? tier;
+    sink.count(M.responses, { served_by: servedBy, route, code: String(c.res.status) });
+    if (route === 'list' && c.res.status === 200)
+      sink.observe(M.listDuration, { served_by: servedBy }, elapsed());
+  };
+}
+
+/**
+ * When each revision was first held, per prefix: the replication lag in seconds of a replica at
+ * revision r is the age of the first revision above r (0 when it has everything). Advances are
+ * kept for `keepMs`; a replica further behind than that reports the oldest age known.
+ */
+export class RevisionTimes {
+  readonly #clock: Clock;
+  readonly #keepMs: number;
+  #entries: { revision: Revision; at: number }[] = [];
+
+  constructor(clock: Clock, keepMs = 10 * 60_000) {
+    this.#clock = clock;
+    this.#keepMs = keepMs;
+  }
+
+  /** The cache reached `revision` now (call on every advance, in order). */
+  advanced(revision: Revision): void {
+    const last = this.#entries[this.#entries.length - 1];
+    if (last !== undefined && revision <= last.revision) {
+      if (revision < last.revision)
+        this.#entries = []; // a relist to an older revision: start over
+      else return;
+    }
+    const now = this.#clock.now();
+    this.#entries.push({ revision, at: now });
+    let drop = 0;
+    while (drop < this.#entries.length - 1 && (this.#entries[drop]?.at ?? now) < now - this.#keepMs) drop++;
+    if (drop > 64) this.#entries = this.#entries.slice(drop);
+  }
+
+  /** Seconds since the cache first held a revision above `revision`; 0 if there is none. */
+  lagSeconds(revision: Revision): number {
+    let lo = 0;
+    let hi = this.#entries.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((this.#entries[mid]?.revision ?? 0) > revision) hi = mid;
+      else lo = mid + 1;
+    }
+    const first = this.#entries[lo];
+    return first === undefined ? 0 : (this.#clock.now() - first.at) / 1000;
+  }
+}
+
+/** What the relay's scrape-time gauges read. */
+export interface RelayState {
+  readonly caches: ReadonlyMap<string, { readonly prefix: string; readonly cache: WatchCache }>;
+  /** The replication endpoint's open replicas (relay/replicate.ts). */
+  readonly replicas: () => readonly {
+    replica: string | undefined;
+    prefix: string | undefined;
+    revision: Revision;
+  }[];
+  readonly ready: () => boolean;
+  readonly etcdReachable: () => boolean;
+}
+
+/**
+ * Sets the gauges that mirror live state at every scrape: each cache's revision, size and
+ * watchers, replica connections and each replica's lag (revisions and seconds), readiness.
+ * Returns a function that stops the revision-time tracking.
+ */
+export function collectRelayState(metrics: RelayMetrics, clock: Clock, state: RelayState): () => void {
+  const times = new Map<string, RevisionTimes>();
+  const unsubscribe: (() => void)[] = [];
+  for (const { prefix, cache } of state.caches.values()) {
+    const t = new RevisionTimes(clock);
+    times.set(prefix, t);
+    unsubscribe.push(cache.onRevision((revision) => t.advanced(revision)));
+  }
+  metrics.onCollect(() => {
+    for (const { prefix, cache } of state.caches.values()) {
+      metrics.set(M.resourceVersion, { prefix }, cache.revision);
+      metrics.set(M.objects, { prefix }, cache.size);
+      metrics.set(M.watchers, { prefix }, cache.fanout.count);
+    }
+    const replicas = state.replicas();
+    metrics.set(M.replicaConnections, {}, replicas.length);
+    metrics.clear(M.replicationLagRevisions);
+    metrics.clear(M.replicationLagSeconds);
+    for (const r of replicas) {
+      const source = r.prefix === undefined ? undefined : state.caches.get(r.prefix);
+      if (source === undefined || r.replica === undefined) continue; // still in its hello
+      const replica = r.replica;
+      metrics.set(M.replicationLagRevisions, { replica }, Math.max(0, source.cache.revision - r.revision));
+      metrics.set(
+        M.replicationLagSeconds,
+        { replica },
+        times.get(source.prefix)?.lagSeconds(r.revision) ?? 0,
+      );
+    }
+    metrics.set(M.ready, {}, state.ready() ? 1 : 0);
+    metrics.set(M.etcdReachable, {}, state.etcdReachable() ? 1 : 0);
+  });
+  return () => {
+    for (const u of unsubscribe) u();
+  };
+}
