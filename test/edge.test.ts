@@ -20,6 +20,7 @@ interface ReplicaStatus {
   connected: boolean;
   linkRunning: boolean;
   watchers: number;
+  waitingForTokens: number;
   received: Record<string, number>;
 }
 
@@ -147,10 +148,16 @@ describe('the edge replica', () => {
 
     // Without the stream it has neither data nor the client tokens, so it cannot authorize a
     // read, and it does not hand the decision to the relay either.
-    const res = await fetch(`${worker.url}/v1/kv${PREFIX}secret?resourceVersion=0`);
-    expect(res.status).toBe(503);
-    expect(await res.json()).toMatchObject({ kind: 'Status', code: 503, reason: 'ServiceUnavailable' });
+    const refused = await Promise.all(
+      Array.from({ length: 5 }, () => fetch(`${worker.url}/v1/kv${PREFIX}secret?resourceVersion=0`)),
+    );
+    for (const res of refused) {
+      expect(res.status).toBe(503);
+      expect(await res.json()).toMatchObject({ kind: 'Status', code: 503, reason: 'ServiceUnavailable' });
+    }
     const s = await status(worker.url);
+    // Each refused request stopped waiting for the tokens and left nothing behind.
+    expect(s.waitingForTokens).toBe(0);
     expect(s.connected).toBe(false);
     expect(s.ready).toBe(false);
     expect(s.received.snapshotStart ?? 0).toBe(0);

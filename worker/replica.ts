@@ -52,7 +52,8 @@ export class Replica extends DurableObject<Bindings> {
   #authorizer: Authorizer | undefined;
   #readTier: ReadTier | undefined;
   #limiter: RateLimiter | undefined;
-  #scopeWaiters: ((authorizer: Authorizer) => void)[] = [];
+  /** Requests waiting for the first scope table; each removes itself when its wait times out. */
+  readonly #scopeWaiters = new Set<(authorizer: Authorizer) => void>();
 
   override async fetch(request: Request): Promise<Response> {
     const name = request.headers.get(REPLICA_HEADER);
@@ -96,6 +97,7 @@ export class Replica extends DurableObject<Bindings> {
       ready: this.#cache.ready,
       objects: this.#cache.size,
       watchers: this.#watchers,
+      waitingForTokens: this.#scopeWaiters.size,
       connected: this.#link?.connected ?? false,
       linkRunning: this.#link?.running ?? false,
       received: { ...(this.#link?.received ?? {}) },
@@ -141,17 +143,25 @@ export class Replica extends DurableObject<Bindings> {
   #setScopes(table: ScopeTable): void {
     const authorizer = new Authorizer(table, this.#settings.insecureNoAuth);
     this.#authorizer = authorizer;
-    for (const waiter of this.#scopeWaiters.splice(0)) waiter(authorizer);
+    const waiters = [...this.#scopeWaiters];
+    this.#scopeWaiters.clear();
+    for (const waiter of waiters) waiter(authorizer);
   }
 
   /** Resolves with the authorizer once the first scope table arrives, or undefined after `ms`. */
   #scopesArrived(ms: number): Promise<Authorizer | undefined> {
     return new Promise((resolve) => {
-      const cancel = this.#clock.setTimeout(() => resolve(this.#authorizer), ms);
-      this.#scopeWaiters.push((authorizer) => {
+      const waiter = (authorizer: Authorizer) => {
         cancel();
         resolve(authorizer);
-      });
+      };
+      // Without the delete a replica that never gets its tokens (a wrong secret, a relay down at
+      // cold start) would keep one closure per request it refused.
+      const cancel = this.#clock.setTimeout(() => {
+        this.#scopeWaiters.delete(waiter);
+        resolve(this.#authorizer);
+      }, ms);
+      this.#scopeWaiters.add(waiter);
     });
   }
 
