@@ -201,7 +201,7 @@ describe('a deployed Worker', () => {
     }
   });
 
-  it('limits each token to its rate and answers 429 with Retry-After', async () => {
+  it('limits each token to its rate, and unauthenticated clients by address, with 429 and Retry-After', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'edgewatch-tokens-'));
     const file = path.join(dir, 'tokens.json');
     writeTokens(file, [grant('a', CM_TOKEN, [PREFIX]), grant('b', ALL_TOKEN, [PREFIX])]);
@@ -221,6 +221,20 @@ describe('a deployed Worker', () => {
       expect(await limited.json()).toMatchObject({ kind: 'Status', code: 429, reason: 'TooManyRequests' });
       // Another token has its own bucket.
       expect((await probe(url, ALL_TOKEN)).status).not.toBe(429);
+      // A client rotating garbage tokens is counted by its address, not given a bucket per token.
+      const garbage: number[] = [];
+      for (let i = 0; i < 8; i++) {
+        const res = await fetch(url, {
+          headers: {
+            ...auth(`garbage-${i}-${randomBytes(8).toString('hex')}`),
+            'CF-Connecting-IP': '203.0.113.7',
+          },
+        });
+        garbage.push(res.status);
+        await res.body?.cancel();
+      }
+      expect(garbage.slice(0, 3)).toEqual([401, 401, 401]);
+      expect(garbage).toContain(429);
       const long = await fetch(`${secured.worker?.url}/v1/kv${PREFIX}${'k'.repeat(20_000)}`, {
         headers: auth(CM_TOKEN),
       });

@@ -10,6 +10,7 @@ import type { ReadTier } from '../core/read-api.ts';
 import type { Clock } from '../core/types.ts';
 import type { WatchCache } from '../core/watch-cache.ts';
 import type { EdgeSettings } from './env.ts';
+import { authorizeAndLimit, type RateLimiter } from './rate-limit.ts';
 import type { RelayLink } from './relay-link.ts';
 
 export interface EdgeTierOptions {
@@ -20,6 +21,8 @@ export interface EdgeTierOptions {
   replica: string;
   /** The client tokens from the relay (the replica forwards everything until it has them). */
   authorizer: () => Authorizer | undefined;
+  /** Counts each request once it is authenticated (worker/rate-limit.ts). */
+  limiter: RateLimiter;
   onWatch(delta: 1 | -1): void;
 }
 
@@ -43,7 +46,7 @@ export function edgeTier(options: EdgeTierOptions): ReadTier {
     authorize: (request, raw) => {
       const authorizer = options.authorizer();
       if (!authorizer) throw new ServiceUnavailable('the edge has not received its client tokens yet');
-      authorizer.check(raw.headers.get('Authorization'), request);
+      authorizeAndLimit(options.limiter, authorizer, request, raw);
     },
     latestRevision: () => {
       if (!link) return Promise.reject(new ServiceUnavailable('no relay link'));

@@ -1,8 +1,16 @@
 /**
- * A token bucket per client token, inside one replica: the in-Durable-Object limiter used where
- * Cloudflare's rate-limiting binding is not configured (always under `wrangler dev`). A client's
- * requests to one location and prefix share one bucket; over it they get 429 with Retry-After.
+ * Per-client token buckets inside one replica: a client's requests to one location and prefix
+ * share a bucket; over it they get 429 with Retry-After.
+ *
+ * Who a client is comes from the authentication, not from what the request claims: a request
+ * whose token checks out is counted by that token; one without a valid token is counted by its
+ * address (`CF-Connecting-IP`, set by Cloudflare), so rotating garbage tokens gets no fresh
+ * bucket. The local-development mode has no clients to tell apart and is not limited.
  */
+import { type Authorizer, bearerToken } from '../core/auth.ts';
+import { TooManyRequests, Unauthorized } from '../core/errors.ts';
+import type { ReadRequest } from '../core/request.ts';
+import { sha256Hex } from '../core/sha256.ts';
 import type { Clock } from '../core/types.ts';
 
 interface Bucket {
@@ -50,4 +58,41 @@ export class RateLimiter {
       if (now - bucket.at > FORGET_AFTER_MS) this.#buckets.delete(client);
     }
   }
+}
+
+/**
+ * Authenticates and authorizes `raw` for `request`, then counts it against its client's bucket.
+ * Throws `TooManyRequests` over the limit, else what `Authorizer.check` throws (401, 403): a
+ * client that keeps failing authentication ends up with 429s, per address.
+ */
+export function authorizeAndLimit(
+  limiter: RateLimiter,
+  authorizer: Authorizer,
+  request: ReadRequest,
+  raw: Request,
+): void {
+  const authorization = raw.headers.get('Authorization');
+  let bucket: string;
+  let denied: unknown;
+  try {
+    authorizer.check(authorization, request);
+    if (authorizer.insecure) return;
+    bucket = tokenBucket(authorization);
+  } catch (error) {
+    // Forbidden came from a valid token, counted as that token; anything else by address.
+    bucket = error instanceof Unauthorized ? addressBucket(raw) : tokenBucket(authorization);
+    denied = error;
+  }
+  const retryAfter = limiter.take(bucket);
+  if (retryAfter > 0) throw new TooManyRequests('rate limit exceeded for this client', retryAfter);
+  if (denied !== undefined) throw denied;
+}
+
+function tokenBucket(authorization: string | null): string {
+  return `token:${sha256Hex(bearerToken(authorization) ?? '')}`;
+}
+
+/** Outside Cloudflare (wrangler dev, the tests) there is no address: all share one bucket. */
+function addressBucket(raw: Request): string {
+  return `address:${raw.headers.get('CF-Connecting-IP') ?? 'unknown'}`;
 }

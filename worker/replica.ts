@@ -15,11 +15,10 @@
  * the replica cannot move it backwards; the replica keeps serving until the relay passes it.
  */
 import { DurableObject } from 'cloudflare:workers';
-import { Authorizer, bearerToken, type ScopeTable } from '../core/auth.ts';
-import { ServiceUnavailable, TooManyRequests } from '../core/errors.ts';
+import { Authorizer, type ScopeTable } from '../core/auth.ts';
+import { ServiceUnavailable } from '../core/errors.ts';
 import { errorResponse } from '../core/format.ts';
 import { type ReadTier, serveRead } from '../core/read-api.ts';
-import { sha256Hex } from '../core/sha256.ts';
 import { type Clock, type KvObject, type Revision, type RevisionBatch, systemClock } from '../core/types.ts';
 import { WatchCache } from '../core/watch-cache.ts';
 import { edgeTier } from './edge-tier.ts';
@@ -51,7 +50,6 @@ export class Replica extends DurableObject<Bindings> {
   /** Client tokens and scopes from the relay; undefined until the first table arrives. */
   #authorizer: Authorizer | undefined;
   #readTier: ReadTier | undefined;
-  #limiter: RateLimiter | undefined;
   /** Requests waiting for the first scope table; each removes itself when its wait times out. */
   readonly #scopeWaiters = new Set<(authorizer: Authorizer) => void>();
 
@@ -77,11 +75,6 @@ export class Replica extends DurableObject<Bindings> {
         new ServiceUnavailable('the edge has not received its client tokens from the relay'),
         'edge',
       );
-    }
-    // Limits are per client token; the local-development mode has none to count by.
-    const retryAfter = authorizer.insecure ? 0 : (this.#limiter?.take(rateKey(clean)) ?? 0);
-    if (retryAfter > 0) {
-      return errorResponse(new TooManyRequests('rate limit exceeded for this client', retryAfter), 'edge');
     }
     return this.#readTier
       ? serveRead(this.#readTier, clean)
@@ -113,8 +106,6 @@ export class Replica extends DurableObject<Bindings> {
     if (stored) this.#cache.replace(stored.revision, stored.objects);
     const scopes = this.ctx.storage.kv.get<ScopeTable>(SCOPES_KEY);
     if (scopes !== undefined) this.#setScopes(scopes);
-    const { rateLimit } = this.#settings;
-    this.#limiter = new RateLimiter(rateLimit.ratePerSecond, rateLimit.burst, this.#clock);
     this.#status = { kind: 'serving', name, prefix };
     this.#link = new RelayLink({
       relayUrl: this.#settings.relayUrl,
@@ -194,6 +185,7 @@ export class Replica extends DurableObject<Bindings> {
 
   /** The replica as a read tier: built once, when the replica starts (it reads live state). */
   #makeTier(name: string, link: RelayLink): ReadTier {
+    const { rateLimit } = this.#settings;
     return edgeTier({
       settings: this.#settings,
       clock: this.#clock,
@@ -201,6 +193,7 @@ export class Replica extends DurableObject<Bindings> {
       link,
       replica: name,
       authorizer: () => this.#authorizer,
+      limiter: new RateLimiter(rateLimit.ratePerSecond, rateLimit.burst, this.#clock),
       onWatch: (delta) => {
         this.#watchers += delta;
         this.#touch();
@@ -228,12 +221,6 @@ export class Replica extends DurableObject<Bindings> {
 
 /** Where the client tokens are kept across restarts, next to the replica's state. */
 const SCOPES_KEY = 'edgewatch:scopes';
-
-/** The rate-limit bucket of a request: its token's hash, or one shared bucket for no token. */
-function rateKey(request: Request): string {
-  const token = bearerToken(request.headers.get('Authorization'));
-  return token === undefined ? 'anonymous' : sha256Hex(token);
-}
 
 function stripInternalHeaders(request: Request): Request {
   const headers = new Headers(request.headers);
