@@ -53,6 +53,12 @@ export class NotFound extends ApiError {
   readonly reason = 'NotFound';
 }
 
+/** The endpoint exists but not for this method (a PUT to a list, a POST anywhere). */
+export class MethodNotAllowed extends ApiError {
+  readonly code = 405;
+  readonly reason = 'MethodNotAllowed';
+}
+
 /** The requested revision was compacted or has left every tier's window. */
 export class Expired extends ApiError {
   readonly code = 410;
@@ -65,6 +71,18 @@ export class Expired extends ApiError {
  * expiry for clients, which relist; tiers tell it apart to resynchronise rather than resume.
  */
 export class HistoryChanged extends Expired {}
+
+/** A write's `If-Match` / `If-None-Match` does not hold for the key's current state. */
+export class PreconditionFailed extends ApiError {
+  readonly code = 412;
+  readonly reason = 'PreconditionFailed';
+}
+
+/** A write's body is larger than a value may be. */
+export class RequestEntityTooLarge extends ApiError {
+  readonly code = 413;
+  readonly reason = 'RequestEntityTooLarge';
+}
 
 /** The request line is longer than the tier accepts. */
 export class UriTooLong extends ApiError {

@@ -303,7 +303,8 @@ function knownParams(query: URLSearchParams): Params {
   return params;
 }
 
-function decodePathRest(raw: string): string {
+/** The rest of a `/v1/kv/` or `/v1/list/` path as a key: percent-decoded, with its leading `/`. */
+export function decodePathRest(raw: string): string {
   try {
     return `/${decodeURIComponent(raw)}`;
   } catch {

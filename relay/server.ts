@@ -22,6 +22,7 @@ import { relayTier } from './read-tier.ts';
 import { EtcdProbe, Readiness } from './readiness.ts';
 import { attachReplication } from './replicate.ts';
 import { TokenStore } from './tokens.ts';
+import { serveWrite } from './writes.ts';
 
 export interface RunningRelay {
   readonly url: string;
@@ -141,6 +142,8 @@ export async function startRelay(
     }),
   );
   app.get('/v1/*', (c) => serveRead(tier, c.req.raw));
+  const writes = { client, exposedPrefixes: config.prefixes, authorizer: () => tokens.authorizer, log };
+  app.on(['PUT', 'DELETE', 'POST', 'PATCH'], '/v1/*', (c) => serveWrite(writes, c.req.raw));
   app.notFound((c) => errorResponse(new NotFound(`no endpoint at ${c.req.method} ${c.req.path}`), 'relay'));
   app.onError((error, c) => {
     log.error('unhandled error', { path: c.req.path, error: String(error) });

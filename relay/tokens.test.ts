@@ -55,3 +55,36 @@ describe('TokenStore', () => {
     }
   });
 });
+
+describe('write scopes', () => {
+  const grants = JSON.stringify({
+    tokens: [
+      { name: 'rw', sha256: sha256Hex('rw'), scopes: ['/registry/'], writeScopes: ['/registry/apps/'] },
+      { name: 'ro', sha256: sha256Hex('ro'), scopes: ['/registry/'] },
+    ],
+  });
+
+  it('lets a token write only under its write scopes, whatever it may read', () => {
+    const store = new TokenStore({ json: grants, insecure: false, log: silentLogger });
+    const { authorizer } = store;
+    expect(authorizer.checkWrite('Bearer rw', '/registry/apps/web')).toBe('rw');
+    expect(() => authorizer.checkWrite('Bearer rw', '/registry/secrets/db')).toThrow(/may not write/);
+    expect(() => authorizer.checkWrite('Bearer ro', '/registry/apps/web')).toThrow(/may not write/);
+    expect(() => authorizer.checkWrite('Bearer nope', '/registry/apps/web')).toThrow(/not valid/);
+    expect(() => authorizer.checkWrite(null, '/registry/apps/web')).toThrow(/required/);
+    store.stop();
+  });
+
+  it('refuses write scopes that are not key prefixes', () => {
+    const bad = JSON.stringify({
+      tokens: [{ name: 'x', sha256: sha256Hex('x'), scopes: [], writeScopes: ['apps'] }],
+    });
+    expect(() => new TokenStore({ json: bad, insecure: false, log: silentLogger })).toThrow(/writeScopes/);
+  });
+
+  it('allows every write in local-development mode', () => {
+    const store = new TokenStore({ insecure: true, log: silentLogger });
+    expect(store.authorizer.checkWrite(null, '/anything')).toBe('insecure');
+    store.stop();
+  });
+});

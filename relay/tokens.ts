@@ -1,6 +1,8 @@
 /**
- * The relay's client tokens: a JSON file of `{ name, sha256, scopes }` (core/auth.ts), hashed at
- * rest, reloaded whenever the file changes — no restart — and pushed to every edge replica.
+ * The relay's client tokens: a JSON file of `{ name, sha256, scopes, writeScopes? }`
+ * (core/auth.ts), hashed at rest, reloaded whenever the file changes — no restart — and pushed to
+ * every edge replica. The edge checks read scopes itself; write scopes are checked here, when the
+ * edge forwards a write (relay/writes.ts).
  *
  * A file that fails to parse keeps the previous table (and logs why, never the content), so a
  * half-written edit cannot lock every client out or let everyone in.
@@ -39,9 +41,11 @@ export class TokenStore {
       );
     }
     if (options.insecure) {
-      options.log.warn('INSECURE: client credentials are not checked (local development mode)');
+      options.log.warn(
+        'INSECURE: client credentials are not checked (local development mode): anyone may read and write',
+      );
     } else if (this.#table.tokens.length === 0) {
-      options.log.warn('no client tokens configured: every read will be refused with 401');
+      options.log.warn('no client tokens configured: every read and write will be refused with 401');
     }
   }
 

@@ -125,9 +125,11 @@ async function main() {
   say(
     `  watch  curl -N '${edgeUrl}/v1/list/${prefixes[0]?.replace(/^\//, '') ?? 'registry/'}?watch=true&resourceVersion=0'`,
   );
+  say(`  write  curl -X PUT --data-binary '{"replicas":4}' '${edgeUrl}/v1/kv/${example}'`);
   say('');
   say('!! LOCAL DEVELOPMENT MODE: no client credentials are checked on either tier.');
-  say('!! Anyone who can reach these ports can read everything under the exposed prefixes.');
+  say('!! Anyone who can reach these ports can read everything under the exposed prefixes,');
+  say('!! and write it: PUT and DELETE /v1/kv/{key} are open at both tiers (the edge forwards them).');
   say('!! Deploy with --tokens-file on the relay (README: "Client tokens and scopes").');
 }
 

@@ -1,9 +1,10 @@
 /**
- * `npm run token -- --name NAME --scope /registry/configmaps/ [--scope …] [--file tokens.json]`
+ * `npm run token -- --name NAME --scope /registry/configmaps/ [--scope …] [--write-scope …] [--file tokens.json]`
  *
- * Creates a client token: prints it once on stdout and appends only its SHA-256 hash, name and
- * scopes to the tokens file (created with mode 0600 if missing). The relay reloads the file on
- * change, and replicates the new table to the edge, with no restart. `--revoke NAME` removes
+ * Creates a client token: prints it once on stdout and appends only its SHA-256 hash, name,
+ * read scopes (`--scope`) and write scopes (`--write-scope`; separate: writing does not imply
+ * reading, nor reading writing) to the tokens file (created with mode 0600 if missing). The
+ * relay reloads the file on change, and replicates the new table to the edge, with no restart. `--revoke NAME` removes
  * a token by name.
  */
 import { randomBytes } from 'node:crypto';
@@ -16,6 +17,7 @@ const { values } = parseArgs({
   options: {
     name: { type: 'string' },
     scope: { type: 'string', multiple: true },
+    'write-scope': { type: 'string', multiple: true },
     file: { type: 'string', default: process.env.EDGEWATCH_TOKENS_FILE ?? '.data/tokens.json' },
     revoke: { type: 'string' },
   },
@@ -43,8 +45,12 @@ if (values.revoke) {
 } else {
   const name = values.name;
   const scopes = values.scope ?? [];
-  if (!name || scopes.length === 0 || !scopes.every((s) => s.startsWith('/'))) {
-    process.stderr.write('usage: npm run token -- --name NAME --scope /prefix/ [--scope …] [--file FILE]\n');
+  const writeScopes = values['write-scope'] ?? [];
+  const all = [...scopes, ...writeScopes];
+  if (!name || all.length === 0 || !all.every((s) => s.startsWith('/'))) {
+    process.stderr.write(
+      'usage: npm run token -- --name NAME --scope /prefix/ [--scope …] [--write-scope /prefix/ …] [--file FILE]\n',
+    );
     process.exit(2);
   }
   if (tokens.some((t) => t.name === name)) {
@@ -52,7 +58,12 @@ if (values.revoke) {
     process.exit(1);
   }
   const token = `ew_${randomBytes(32).toString('base64url')}`;
-  save([...tokens, { name, sha256: sha256Hex(token), scopes }]);
-  process.stderr.write(`token: created ${name} for ${scopes.join(', ')} in ${file}; it is shown once:\n`);
+  const grant: TokenGrant = { name, sha256: sha256Hex(token), scopes };
+  save([...tokens, writeScopes.length > 0 ? { ...grant, writeScopes } : grant]);
+  const what = [
+    ...(scopes.length > 0 ? [`reading ${scopes.join(', ')}`] : []),
+    ...(writeScopes.length > 0 ? [`writing ${writeScopes.join(', ')}`] : []),
+  ].join(' and ');
+  process.stderr.write(`token: created ${name} for ${what} in ${file}; it is shown once:\n`);
   process.stdout.write(`${token}\n`);
 }

@@ -12,6 +12,7 @@ import { errorResponse } from '../core/format.ts';
 import { type Bindings, type EdgeSettings, parseEnv } from './env.ts';
 import { PREFIX_HEADER, REPLICA_HEADER, Replica } from './replica.ts';
 import { exposedPrefixOfPath } from './routing.ts';
+import { forwardWrite } from './writes.ts';
 
 export { Replica };
 
@@ -42,6 +43,13 @@ const app = new Hono<WorkerEnv>();
 app.use(validSettings());
 
 app.get('/healthz', (c) => c.text('ok'));
+
+/** Writes are the relay's: forwarded unchanged, with the client's credentials (worker/writes.ts). */
+app.on(['PUT', 'DELETE'], '/v1/*', (c) =>
+  c.req.raw.url.length > MAX_URL_LENGTH
+    ? errorResponse(new UriTooLong(`the URL is longer than ${MAX_URL_LENGTH} bytes`), 'edge')
+    : forwardWrite(c.env.RELAY_URL, c.req.raw),
+);
 
 /** Every read goes to its replica; the replica parses and answers it (or forwards it). */
 app.on('GET', ['/v1/kv/*', '/v1/list/*', '/_replica/status/*'], async (c) => {
