@@ -73,7 +73,7 @@ interface Answer {
 async function send(
   url: string,
   method: string,
-  options: { token?: string; body?: BodyInit; headers?: Record<string, string> } = {},
+  options: { token?: string; body?: RequestInit['body']; headers?: Record<string, string> } = {},
 ): Promise<Answer> {
   const res = await fetch(url, {
     method,
@@ -94,7 +94,7 @@ async function send(
   };
 }
 
-const put = (base: string, key: string, value: BodyInit, headers: Record<string, string> = {}) =>
+const put = (base: string, key: string, value: RequestInit['body'], headers: Record<string, string> = {}) =>
   send(`${base}/v1/kv${key}`, 'PUT', { token: WRITER, body: value, headers });
 const del = (base: string, key: string, headers: Record<string, string> = {}) =>
   send(`${base}/v1/kv${key}`, 'DELETE', { token: WRITER, headers });

@@ -48,7 +48,7 @@ app.get('/healthz', (c) => c.text('ok'));
 app.on(['PUT', 'DELETE'], '/v1/*', (c) =>
   c.req.raw.url.length > MAX_URL_LENGTH
     ? errorResponse(new UriTooLong(`the URL is longer than ${MAX_URL_LENGTH} bytes`), 'edge')
-    : forwardWrite(c.env.RELAY_URL, c.req.raw),
+    : forwardWrite(c.var.settings.relayUrl, c.req.raw),
 );
 
 /** Every read goes to its replica; the replica parses and answers it (or forwards it). */
