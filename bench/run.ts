@@ -8,6 +8,7 @@
  * results and the run goes on. Results: bench/results/latest.{json,md} + SVG plots.
  */
 import path from 'node:path';
+import { benchFanout } from './fanout.ts';
 import { benchKeepUp } from './keepup.ts';
 import { describeMachine, repoRoot } from './lib/machine.ts';
 import { writeResults } from './lib/report.ts';
@@ -29,6 +30,7 @@ const SECTIONS: ReadonlyMap<number, { run: Section; budgetMs: number }> = new Ma
   [4, { run: benchMemory, budgetMs: 90_000 }],
   [5, { run: benchSync, budgetMs: 90_000 }],
   [6, { run: benchTiers, budgetMs: 60_000 }],
+  [7, { run: benchFanout, budgetMs: 240_000 }],
 ]);
 
 function parseArgs(argv: string[]): { only: number[]; quick: boolean } {

@@ -80,3 +80,20 @@ export function coresUsed(
   for (const k of Object.keys(b)) out[k] = Math.round(((b[k] ?? 0) - (a[k] ?? 0)) / seconds / 10) / 100;
   return out;
 }
+
+/** Pids in process group `pgid` whose command line contains `name` (wrangler's workerd processes). */
+export function groupPids(pgid: number, name: string): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid)) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const group = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+      if (group === pgid && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(name)) out.push(pid);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
+}

@@ -9,6 +9,8 @@ import { progress, waitFor } from './stats.ts';
 export interface RelayProcess {
   readonly url: string;
   readonly pid: number;
+  /** How many log lines the relay wrote, by `msg` (e.g. "replica silent, cutting it"). */
+  readonly logs: ReadonlyMap<string, number>;
   /** Resolves when /readyz says every prefix's cache has loaded. */
   ready(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
@@ -43,6 +45,7 @@ export async function spawnRelay(options: RelayProcessOptions): Promise<RelayPro
   const pid = child.pid;
   if (pid === undefined) throw new Error('relay did not start');
   let stderrTail = '';
+  const logs = new Map<string, number>();
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new Error(`relay did not listen within 30 s: ${stderrTail}`)),
@@ -55,6 +58,10 @@ export async function spawnRelay(options: RelayProcessOptions): Promise<RelayPro
     child.stderr?.setEncoding('utf8');
     child.stderr?.on('data', (chunk: string) => {
       stderrTail = (stderrTail + chunk).slice(-4000);
+      for (const msg of chunk.matchAll(/"msg":"([^"]*)"/g)) {
+        const name = msg[1] ?? '';
+        logs.set(name, (logs.get(name) ?? 0) + 1);
+      }
       for (const line of chunk.split('\n')) {
         if (!line.includes('"listening"')) continue;
         try {
@@ -73,6 +80,7 @@ export async function spawnRelay(options: RelayProcessOptions): Promise<RelayPro
   return {
     url,
     pid,
+    logs,
     async ready(timeoutMs = 120_000) {
       await waitFor(
         'relay /readyz',

@@ -31,6 +31,7 @@ export interface WatchOptions {
 export function openWatch(options: WatchOptions): WatchHandle {
   const abort = new AbortController();
   const state = { events: 0, errors: 0, revision: 0, ended: false };
+  const carry: LineCarry = { midLine: false, bytes: undefined };
   let resolveOpened: () => void = () => {};
   let rejectOpened: (e: unknown) => void = () => {};
   const opened = new Promise<void>((resolve, reject) => {
@@ -42,6 +43,10 @@ export function openWatch(options: WatchOptions): WatchHandle {
     const res = await fetch(options.url, { headers: options.headers ?? {}, signal: abort.signal });
     if (!res.ok || !res.body) throw new Error(`watch ${options.url}: ${res.status} ${await res.text()}`);
     resolveOpened();
+    if (options.countOnly) {
+      for await (const chunk of res.body) countLines(chunk as Uint8Array, state, carry);
+      return;
+    }
     const decoder = new TextDecoder();
     let buffered = '';
     for await (const chunk of res.body) {
@@ -53,11 +58,6 @@ export function openWatch(options: WatchOptions): WatchHandle {
         buffered = buffered.slice(nl + 1);
         nl = buffered.indexOf('\n');
         if (line.length === 0) continue;
-        if (options.countOnly) {
-          if (line.startsWith('{"type":"ERROR"')) state.errors++;
-          else if (!line.startsWith('{"type":"BOOKMARK"')) state.events++;
-          continue;
-        }
         const event = JSON.parse(line) as { type: string; object: { modRevision?: number } };
         if (event.type === 'ERROR') state.errors++;
         else if (event.type !== 'BOOKMARK') {
@@ -94,4 +94,53 @@ export function openWatch(options: WatchOptions): WatchHandle {
     },
     close: () => abort.abort(),
   };
+}
+
+/** `{"type":"` is 9 bytes: the event type's first letter follows it. */
+const TYPE_AT = 9;
+const NEWLINE = 0x0a;
+const BRACE = 0x7b;
+
+/** Where the previous chunk stopped: inside a line already counted, or a line start cut short. */
+interface LineCarry {
+  midLine: boolean;
+  bytes: Uint8Array | undefined;
+}
+
+/**
+ * Counts event lines without decoding them: a line that starts with `{` is an event unless its
+ * type starts with B (BOOKMARK) or E (ERROR); empty lines are keep-alives. The newline scan is
+ * Buffer.indexOf (native), so a counting watcher costs the client far less than a tier's framing
+ * costs the tier.
+ */
+function countLines(chunk: Uint8Array, state: { events: number; errors: number }, carry: LineCarry): void {
+  let buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  if (carry.bytes !== undefined) {
+    buf = Buffer.concat([carry.bytes, buf]);
+    carry.bytes = undefined;
+  }
+  let at = 0;
+  if (carry.midLine) {
+    const nl = buf.indexOf(NEWLINE);
+    if (nl < 0) return;
+    carry.midLine = false;
+    at = nl + 1;
+  }
+  while (at < buf.length) {
+    if (buf[at] === BRACE) {
+      if (at + TYPE_AT >= buf.length) {
+        carry.bytes = Buffer.from(buf.subarray(at));
+        return;
+      }
+      const letter = buf[at + TYPE_AT];
+      if (letter === 0x45) state.errors++;
+      else if (letter !== 0x42) state.events++;
+    }
+    const nl = buf.indexOf(NEWLINE, at);
+    if (nl < 0) {
+      carry.midLine = true;
+      return;
+    }
+    at = nl + 1;
+  }
 }

@@ -66,6 +66,8 @@ export interface WorkerOptions {
   vars?: Record<string, string>;
   /** Durable Object storage folder; reuse it across restarts for warm-start tests. */
   persistDir?: string;
+  /** Opens workerd's V8 inspector here (benchmark CPU profiles; path `/core:user:`). */
+  inspectorPort?: number;
 }
 
 export interface RunningWorker {
@@ -91,6 +93,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       host: '127.0.0.1',
       port,
       cf: false,
+      ...(options.inspectorPort !== undefined ? { inspectorPort: options.inspectorPort } : {}),
       durableObjectsPersist: persistDir,
       bindings: {
         ...wrangler.bindings,

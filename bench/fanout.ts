@@ -1,0 +1,387 @@
+/**
+ * (7) Fan-out: 1, 100 and 1,000 watchers on one relay and, at the same time and on the same
+ * writes, the same number on one edge replica; at etcd's maximum write rate (64 writers) and at a
+ * paced 100 puts/s; with the edge in workerd through miniflare and through `wrangler dev` (what
+ * `npm start` runs: a proxy worker in a second workerd process in front of the Worker's).
+ *
+ * Per stage and tier: lag from each put's acknowledgement to its line arriving (at up to four
+ * parsing probe watchers; the others count lines without parsing), time for every watcher to
+ * have every event after the writers stop, watchers short of events at the end, watchers cut
+ * (ERROR 410 or stream ended), replicas cut by the relay as silent, and cores used per process.
+ * Both tiers run in one stage so their figures are ratios on the same load and the same noise.
+ *
+ * `BENCH_PROFILE=1 npm run bench -- --only 7` also takes V8 CPU profiles of workerd and the relay
+ * during the writes of the 100- and 1,000-watcher stages (`.data/profiles/*.cpuprofile`, summarised
+ * in the results).
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { Etcd3 } from 'etcd3';
+import { createEtcdClient } from '../relay/etcd/client.ts';
+import { startEtcd } from '../scripts/lib/etcd-process.ts';
+import { freePort } from '../scripts/lib/ports.ts';
+import { coloHeaders, type RunningWorker, startWorker, waitReplica } from './lib/edge.ts';
+import { repoRoot } from './lib/machine.ts';
+import { coresUsed, cpuSnapshot, descendantPids, groupPids } from './lib/proc.ts';
+import {
+  type CpuProfile,
+  nodeInspectorUrl,
+  type ProfileSession,
+  saveProfile,
+  startProfile,
+  summarizeProfile,
+} from './lib/profile.ts';
+import { type RelayProcess, spawnRelay } from './lib/relay-process.ts';
+import { SectionBuilder, type SectionContext, type SectionResult } from './lib/result.ts';
+import { progress, round, type Summary, summarize, waitFor } from './lib/stats.ts';
+import { openWatch, type WatchHandle } from './lib/watch.ts';
+import { startWranglerDev, type WranglerDev } from './lib/wrangler.ts';
+
+const ROOT = '/registry/';
+const PREFIX = `${ROOT}fan/`;
+const SECRET = 'bench-replication-secret';
+const VALUE = Buffer.from('v'.repeat(256));
+const MAX_WRITERS = 64;
+const PACED_RATE = 100;
+const PROBES = 4;
+const CATCH_UP_TIMEOUT_MS = 20_000;
+
+/** One way to reach the edge: its URL, the headers that pick the replica, its workerd pids. */
+interface Front {
+  readonly name: 'miniflare' | 'wrangler dev';
+  readonly url: string;
+  readonly headers: Record<string, string>;
+  readonly workerdPids: () => number[];
+  readonly inspectorUrl: string | undefined;
+  /** Waits until the front's replica serves at `revision`. */
+  ready(revision: number): Promise<void>;
+}
+
+interface TierResult {
+  lag: Summary;
+  catchUpMs: number | undefined;
+  short: number;
+  cut: number;
+}
+
+/** Puts as fast as `writers` loops can, or `rate` a second; returns acks by revision. */
+async function drive(
+  client: Etcd3,
+  ms: number,
+  mode: { writers: number } | { rate: number },
+  acks: Map<number, number>,
+): Promise<{ writes: number; lastRevision: number; seconds: number }> {
+  const start = performance.now();
+  const end = start + ms;
+  let writes = 0;
+  let lastRevision = 0;
+  let i = 0;
+  const put = async () => {
+    const res = await client.kv.put({ key: Buffer.from(`${PREFIX}k${i++ % 256}`), value: VALUE });
+    const rev = Number(res.header.revision);
+    acks.set(rev, performance.now());
+    lastRevision = Math.max(lastRevision, rev);
+    writes++;
+  };
+  if ('writers' in mode) {
+    const loop = async () => {
+      while (performance.now() < end) await put();
+    };
+    await Promise.all(Array.from({ length: mode.writers }, loop));
+  } else {
+    // A steady pace: the n-th put starts at n / rate seconds, whatever the previous one took.
+    const inflight = new Set<Promise<void>>();
+    for (let n = 0; ; n++) {
+      const at = start + (n * 1000) / mode.rate;
+      if (at >= end) break;
+      const wait = at - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      const p = put().finally(() => inflight.delete(p));
+      inflight.add(p);
+    }
+    await Promise.all(inflight);
+  }
+  return { writes, lastRevision, seconds: (performance.now() - start) / 1000 };
+}
+
+export async function benchFanout(ctx: SectionContext): Promise<SectionResult> {
+  const out = new SectionBuilder(7, 'Fan-out: many watchers on one relay and one replica');
+  const profiling = process.env.BENCH_PROFILE === '1';
+  const seconds = ctx.quick ? 2 : 4;
+  const counts = ctx.quick ? [1, 100] : [1, 100, 1_000];
+  const etcd = await startEtcd();
+  const client = createEtcdClient({ endpoints: etcd.endpoint });
+  let relay: RelayProcess | undefined;
+  let worker: RunningWorker | undefined;
+  let wrangler: WranglerDev | undefined;
+  try {
+    progress(`[7] etcd alone: ${MAX_WRITERS} writers for 3 s`);
+    const alone = await drive(client, 3_000, { writers: MAX_WRITERS }, new Map());
+    out.details['etcd max write rate alone (puts/s)'] = Math.round(alone.writes / alone.seconds);
+    const relayInspector = profiling ? await freePort() : undefined;
+    relay = await spawnRelay({
+      etcd: etcd.endpoint,
+      prefixes: [ROOT],
+      secret: SECRET,
+      ...(relayInspector !== undefined ? { nodeArgs: [`--inspect=127.0.0.1:${relayInspector}`] } : {}),
+    });
+    await relay.ready();
+    const relayUrl = relay.url;
+    const relayInspectorUrl =
+      relayInspector !== undefined ? await nodeInspectorUrl(relayInspector) : undefined;
+    const workerInspector = profiling ? await freePort() : undefined;
+    worker = await startWorker({
+      relayUrl,
+      prefixes: [ROOT],
+      replicationSecret: SECRET,
+      ...(workerInspector !== undefined ? { inspectorPort: workerInspector } : {}),
+    });
+    const miniflareUrl = worker.url;
+    const colo = coloHeaders('fanout');
+    const fronts: Front[] = [
+      {
+        name: 'miniflare',
+        url: miniflareUrl,
+        headers: colo,
+        workerdPids: () => descendantPids('workerd').filter((p) => !wranglerPids().includes(p)),
+        inspectorUrl:
+          workerInspector !== undefined ? `ws://127.0.0.1:${workerInspector}/core:user:` : undefined,
+        ready: async (revision) => {
+          await waitReplica(miniflareUrl, 'fanout', ROOT, revision, 60_000);
+        },
+      },
+    ];
+    const wranglerPids = () => (wrangler ? groupPids(wrangler.pgid, 'workerd') : []);
+    if (!ctx.quick) {
+      progress('[7] starting wrangler dev');
+      wrangler = await startWranglerDev({ relayUrl, prefixes: [ROOT], secret: SECRET });
+      const w = wrangler;
+      fronts.push({
+        name: 'wrangler dev',
+        url: w.url,
+        headers: {},
+        workerdPids: () => groupPids(w.pgid, 'workerd'),
+        inspectorUrl: profiling ? w.inspectorUrl : undefined,
+        ready: async (revision) => {
+          await waitFor(
+            'wrangler replica',
+            async () => {
+              const res = await fetch(`${w.url}/_replica/status${ROOT}`);
+              const st = (await res.json()) as { ready?: boolean; revision?: number };
+              return st.ready === true && (st.revision ?? 0) >= revision;
+            },
+            60_000,
+            20,
+          );
+        },
+      });
+    }
+    const rows: string[] = [];
+    let revision = alone.lastRevision;
+    for (const front of fronts) {
+      for (const rate of ['max', 'paced'] as const) {
+        for (const n of counts) {
+          await front.ready(revision);
+          const stage = `${front.name}, ${n} watcher${n === 1 ? '' : 's'} per tier, ${rate === 'max' ? 'max rate' : `${PACED_RATE} puts/s`}`;
+          progress(`[7] ${stage}`);
+          const profile =
+            profiling && n >= 100 && (rate === 'max' ? n === 100 : n === 1_000)
+              ? { relay: relayInspectorUrl, workerd: front.inspectorUrl }
+              : undefined;
+          const r = await runStage({
+            client,
+            etcdPid: etcd.pid ?? 0,
+            relay,
+            front,
+            watchers: n,
+            mode: rate === 'max' ? { writers: MAX_WRITERS } : { rate: PACED_RATE },
+            seconds,
+            from: revision,
+            profile,
+            profileName: `${front.name.replace(' ', '-')}-${rate}-${n}`,
+          });
+          revision = r.lastRevision;
+          out.details[stage] = r.details;
+          out.distributions[`${stage}: relay lag`] = r.relay.lag;
+          out.distributions[`${stage}: edge lag`] = r.edge.lag;
+          rows.push(
+            `| ${front.name} | ${n} | ${r.rate} | ${fmt(r.relay)} | ${fmt(r.edge)} | ${r.silentCuts} | ${r.cores} |`,
+          );
+          if (front.name === 'miniflare' && n === 100 && rate === 'max') {
+            out.figure({
+              name: `100 watchers at max rate (${r.rate} puts/s): edge lag p99 ÷ relay lag p99`,
+              value: round(r.edge.lag.p99 / Math.max(1, r.relay.lag.p99), 2),
+              unit: '×',
+              target: '≤ 2×, edge caught up within 1 s',
+              met: r.edge.lag.p99 <= 2 * Math.max(1, r.relay.lag.p99) && (r.edge.catchUpMs ?? 1e9) <= 1_000,
+              note: `edge p99 ${r.edge.lag.p99} ms, relay p99 ${r.relay.lag.p99} ms; edge caught up in ${r.edge.catchUpMs ?? 'never'} ms, relay in ${r.relay.catchUpMs ?? 'never'} ms`,
+            });
+          }
+          if (front.name === 'miniflare' && n === 1_000 && rate === 'paced') {
+            out.figure({
+              name: `1,000 watchers on one replica at ${r.rate} puts/s: edge lag p99`,
+              value: r.edge.lag.p99,
+              unit: 'ms',
+              target: '≤ 1 s, every watcher every event',
+              met: r.edge.lag.p99 <= 1_000 && r.edge.short === 0 && r.edge.cut === 0,
+              note: `${r.edge.short} short, ${r.edge.cut} cut; relay p99 ${r.relay.lag.p99} ms`,
+            });
+          }
+        }
+      }
+    }
+    out.notes.push(
+      [
+        '| edge via | watchers per tier | puts/s | relay lag p50 / p99 / max ms, catch-up ms, short, cut | edge lag p50 / p99 / max ms, catch-up ms, short, cut | replicas cut as silent | cores used |',
+        '| --- | --- | --- | --- | --- | --- | --- |',
+        ...rows,
+      ].join('\n'),
+    );
+    return out.build();
+  } catch (error) {
+    return out.build(error);
+  } finally {
+    await wrangler?.stop();
+    await worker?.stop();
+    await relay?.stop();
+    client.close();
+    await etcd.stop();
+  }
+}
+
+function fmt(t: TierResult): string {
+  return `${t.lag.p50} / ${t.lag.p99} / ${t.lag.max}, ${t.catchUpMs ?? 'never'}, ${t.short}, ${t.cut}`;
+}
+
+async function runStage(o: {
+  client: Etcd3;
+  etcdPid: number;
+  relay: RelayProcess;
+  front: Front;
+  watchers: number;
+  mode: { writers: number } | { rate: number };
+  seconds: number;
+  from: number;
+  profile: { relay: string | undefined; workerd: string | undefined } | undefined;
+  profileName: string;
+}) {
+  const query = `/v1/list${PREFIX}?watch=true&resourceVersion=${o.from}`;
+  const tiers = {
+    relay: { url: `${o.relay.url}${query}`, headers: {} },
+    edge: { url: `${o.front.url}${query}`, headers: o.front.headers },
+  };
+  const open = (tier: keyof typeof tiers) => {
+    const times: Array<Map<number, number>> = [];
+    const all: WatchHandle[] = [];
+    for (let i = 0; i < o.watchers; i++) {
+      if (i < PROBES) {
+        const t = new Map<number, number>();
+        times.push(t);
+        all.push(openWatch({ ...tiers[tier], onEvent: (rev, at) => t.set(rev, at) }));
+      } else {
+        all.push(openWatch({ ...tiers[tier], countOnly: true }));
+      }
+    }
+    return { times, all };
+  };
+  const relayW = open('relay');
+  const edgeW = open('edge');
+  const everyone = [...relayW.all, ...edgeW.all];
+  try {
+    await Promise.all(everyone.map((w) => w.opened));
+    const silent0 = o.relay.logs.get('replica silent, cutting it') ?? 0;
+    const pids = { etcd: [o.etcdPid], relay: [o.relay.pid], workerd: o.front.workerdPids() };
+    const sessions: Array<[string, ProfileSession]> = [];
+    for (const [proc, url] of Object.entries(o.profile ?? {})) {
+      if (url === undefined) continue;
+      try {
+        sessions.push([proc, await startProfile(url)]);
+      } catch (error) {
+        progress(`    no profile of ${proc}: ${String(error)}`);
+      }
+    }
+    const acks = new Map<number, number>();
+    const cpu0 = cpuSnapshot(pids);
+    const t0 = performance.now();
+    const run = await drive(o.client, o.seconds * 1000, o.mode, acks);
+    const stopAt = performance.now();
+    const profiles: Record<string, unknown> = {};
+    for (const [proc, session] of sessions) {
+      let profile: CpuProfile;
+      try {
+        profile = await session.stop();
+      } catch (error) {
+        progress(`    no profile of ${proc}: ${String(error)}`);
+        continue;
+      }
+      const dir = path.join(repoRoot, '.data/profiles');
+      mkdirSync(dir, { recursive: true });
+      saveProfile(path.join(dir, `${o.profileName}-${proc}.cpuprofile`), profile);
+      profiles[proc] = summarizeProfile(profile, 12);
+    }
+    const done = (w: WatchHandle[], times: Array<Map<number, number>>) => () =>
+      w.every(
+        (h, i) => h.ended || (i < times.length ? h.revision >= run.lastRevision : h.events >= run.writes),
+      );
+    const caughtUp: Record<string, number | undefined> = { relay: undefined, edge: undefined };
+    const relayDone = done(relayW.all, relayW.times);
+    const edgeDone = done(edgeW.all, edgeW.times);
+    await waitFor(
+      'every watcher at the last write',
+      () => {
+        if (caughtUp.relay === undefined && relayDone())
+          caughtUp.relay = round(performance.now() - stopAt, 0);
+        if (caughtUp.edge === undefined && edgeDone()) caughtUp.edge = round(performance.now() - stopAt, 0);
+        return caughtUp.relay !== undefined && caughtUp.edge !== undefined;
+      },
+      CATCH_UP_TIMEOUT_MS,
+      5,
+    ).catch(() => {});
+    const cores = coresUsed(cpu0, cpuSnapshot(pids), (performance.now() - t0) / 1000);
+    const result = (
+      w: { times: Array<Map<number, number>>; all: WatchHandle[] },
+      tier: string,
+    ): TierResult => {
+      const lags: number[] = [];
+      for (const t of w.times)
+        for (const [rev, ack] of acks) {
+          const at = t.get(rev);
+          if (at !== undefined) lags.push(Math.max(0, at - ack));
+        }
+      return {
+        lag: summarize(lags),
+        catchUpMs: caughtUp[tier],
+        short: w.all.filter((h) => h.events < run.writes).length,
+        cut: w.all.filter((h) => h.errors > 0 || h.ended).length,
+      };
+    };
+    const relay = result(relayW, 'relay');
+    const edge = result(edgeW, 'edge');
+    const silentCuts = (o.relay.logs.get('replica silent, cutting it') ?? 0) - silent0;
+    const rate = Math.round(run.writes / run.seconds);
+    const coresText = `etcd ${cores.etcd}, relay ${cores.relay}, workerd ${cores.workerd}, client ${cores.client}`;
+    progress(
+      `    ${rate} puts/s; relay ${fmt(relay)}; edge ${fmt(edge)}; silent cuts ${silentCuts}; ${coresText}`,
+    );
+    return {
+      lastRevision: run.lastRevision,
+      rate,
+      relay,
+      edge,
+      silentCuts,
+      cores: coresText,
+      details: {
+        writes: run.writes,
+        seconds: round(run.seconds, 2),
+        relay,
+        edge,
+        silentCuts,
+        cores,
+        profiles,
+      },
+    };
+  } finally {
+    for (const w of everyone) w.close();
+  }
+}
