@@ -18,6 +18,7 @@
  * Concurrency: everything runs on the one JS thread; the sink is called synchronously from the
  * watch's callbacks, and `generation` discards callbacks from a watch that was already abandoned.
  */
+import { Backoff } from '../core/backoff.ts';
 import type { CacheSink, Cancel, Clock, KvObject, Revision, RevisionBatch } from '../core/types.ts';
 import { systemClock } from '../core/types.ts';
 import { type Logger, silentLogger } from './log.ts';
@@ -106,15 +107,12 @@ export class Reflector {
   private readonly sink: CacheSink;
   private readonly clock: Clock;
   private readonly log: Logger;
-  private readonly random: () => number;
-  private readonly initialBackoffMs: number;
-  private readonly maxBackoffMs: number;
+  private readonly backoff: Backoff;
   private readonly progressIntervalMs: number;
   private readonly silenceTimeoutMs: number;
   private readonly onRelisted: (reason: string) => void;
 
   private currentRevision: Revision = 0;
-  private failures = 0;
   private stopped = false;
   private loop: Promise<void> | undefined;
   /** Incremented per watch attempt; callbacks of older attempts are ignored. */
@@ -129,9 +127,12 @@ export class Reflector {
     this.sink = options.sink;
     this.clock = options.clock ?? systemClock;
     this.log = options.log ?? silentLogger;
-    this.random = options.random ?? Math.random;
-    this.initialBackoffMs = options.initialBackoffMs ?? 100;
-    this.maxBackoffMs = options.maxBackoffMs ?? 5_000;
+    this.backoff = new Backoff({
+      clock: this.clock,
+      ...(options.random ? { random: options.random } : {}),
+      ...(options.initialBackoffMs !== undefined ? { initialMs: options.initialBackoffMs } : {}),
+      ...(options.maxBackoffMs !== undefined ? { maxMs: options.maxBackoffMs } : {}),
+    });
     this.progressIntervalMs = options.progressIntervalMs ?? 5_000;
     this.silenceTimeoutMs = options.silenceTimeoutMs ?? 15_000;
     this.onRelisted = options.onRelisted ?? (() => {});
@@ -184,7 +185,7 @@ export class Reflector {
     while (!this.stopped) {
       if (listReason !== undefined) {
         if (!(await this.relist(listReason))) {
-          await this.sleep(this.nextDelay());
+          await this.sleep(this.backoff.nextDelay());
           continue;
         }
         listReason = undefined;
@@ -206,7 +207,7 @@ export class Reflector {
         });
         listReason = 'inconsistent';
       } else {
-        const delay = this.nextDelay();
+        const delay = this.backoff.nextDelay();
         this.log.warn('watch broken, reconnecting', {
           revision: this.currentRevision,
           resumeFromRevision: this.currentRevision + 1,
@@ -322,8 +323,8 @@ export class Reflector {
           opened = true;
           this.current = watch;
           lastMessageAt = Math.max(lastMessageAt, this.clock.now());
-          this.log.info('watching', { fromRevision: from, afterFailures: this.failures });
-          this.failures = 0;
+          this.log.info('watching', { fromRevision: from, afterFailures: this.backoff.failures });
+          this.backoff.reset();
         },
         (err: unknown) => {
           if (live())
@@ -331,13 +332,6 @@ export class Reflector {
         },
       );
     });
-  }
-
-  /** The next backoff delay: exponential with "equal jitter" (half fixed, half random). */
-  private nextDelay(): number {
-    const base = Math.min(this.maxBackoffMs, this.initialBackoffMs * 2 ** this.failures);
-    this.failures++;
-    return base / 2 + (this.random() * base) / 2;
   }
 
   private sleep(ms: number): Promise<void> {

@@ -7,11 +7,12 @@
  */
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
+import { Backoff } from '../core/backoff.ts';
 import { NotFound } from '../core/errors.ts';
 import { errorResponse } from '../core/format.ts';
 import { M } from '../core/metrics.ts';
 import { serveRead } from '../core/read-api.ts';
-import { systemClock } from '../core/types.ts';
+import { type Cancel, systemClock } from '../core/types.ts';
 import type { RelayConfig } from './config.ts';
 import { createEtcdClient, etcdVersion, supportsConsistentCacheReads } from './etcd/client.ts';
 import { currentRevision } from './etcd/lister.ts';
@@ -75,18 +76,17 @@ export async function startRelay(
 
   // Consistent reads from cache need etcd >= 3.5.13; until the version is known, assume not.
   let consistentReads = false;
+  const versionBackoff = new Backoff({ clock });
+  let cancelVersionRetry: Cancel = () => {};
   const detectVersion = async () => {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const version = await etcdVersion(client);
-        consistentReads = supportsConsistentCacheReads(version);
-        log.info('etcd version', { version, consistentReadsFromCache: consistentReads });
-        return;
-      } catch (error) {
-        if (stopped) return;
-        if (attempt === 0) log.warn('etcd version unknown, retrying', { error: String(error) });
-        await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** attempt)));
-      }
+    try {
+      const version = await etcdVersion(client);
+      consistentReads = supportsConsistentCacheReads(version);
+      log.info('etcd version', { version, consistentReadsFromCache: consistentReads });
+    } catch (error) {
+      if (stopped) return;
+      if (versionBackoff.failures === 0) log.warn('etcd version unknown, retrying', { error: String(error) });
+      cancelVersionRetry = versionBackoff.retry(() => void detectVersion());
     }
   };
   let stopped = false;
@@ -187,6 +187,7 @@ export async function startRelay(
     },
     async stop() {
       stopped = true;
+      cancelVersionRetry();
       etcdProbe.stop();
       stopCollecting();
       tokens.stop();
