@@ -5,13 +5,16 @@
  * dead link with heartbeats, and answers "what is etcd's current revision?" for most-recent reads.
  *
  *     idle ─start()─► connecting ─open─► streaming ─close/error/silence─► waiting (backoff) ─┐
- *       ▲                 ▲                                                                   │
- *       └──── stop() ─────┴───────────────────────────────────────────────────────────────────┘
+ *       ▲                 │  ▲                                                                │
+ *       │                 │  └────────────────────────────────────────────────────────────────┘
+ *       │                 └─ refused / unreachable / no answer in connectTimeoutMs ─► waiting
+ *       └──── stop() from any state (aborts a pending upgrade) ─────────────────────────────────
  *
  * The link only moves messages; what they do to the replica's state is the `LinkHandlers`' job.
  * An outbound socket pins the Durable Object in memory: `stop()` it when the replica is idle.
  */
 import type { ScopeTable } from '../core/auth.ts';
+import { Backoff } from '../core/backoff.ts';
 import { ServiceUnavailable } from '../core/errors.ts';
 import { decodeRelayMessage, type EdgeMessage, encode, PROTOCOL_VERSION } from '../core/protocol.ts';
 import type { Cancel, Clock, KvObject, Revision, RevisionBatch } from '../core/types.ts';
@@ -23,8 +26,6 @@ export interface LinkHandlers {
   progress(revision: Revision): void;
   /** The relay's client tokens and scopes (on connect and whenever they change). */
   scopes(table: ScopeTable): void;
-  /** The stream is (re)established or lost; for headers and for forwarding decisions. */
-  status(connected: boolean): void;
   log(msg: string, fields?: Record<string, string | number | boolean | undefined>): void;
 }
 
@@ -41,19 +42,41 @@ export interface RelayLinkOptions {
   heartbeatMs?: number;
   /** Declare the link dead after this long without any message. */
   silenceMs?: number;
+  /** Give up on an upgrade the relay has not answered after this long. Default `silenceMs`. */
+  connectTimeoutMs?: number;
+  /** Uniform in [0, 1), for the reconnect jitter (core/backoff.ts). Default `Math.random`. */
+  random?: () => number;
+  /** How the upgrade request is sent; `fetch` except in unit tests. */
+  upgrade?: UpgradeFetch;
 }
 
-const INITIAL_BACKOFF_MS = 100;
-const MAX_BACKOFF_MS = 5_000;
+/** What the link needs of `fetch`: an upgrade request that can be aborted. */
+export type UpgradeFetch = (
+  url: string,
+  init: { headers: Record<string, string>; signal: AbortSignal },
+) => Promise<{ status: number; webSocket: LinkSocket | null; body: ReadableStream | null }>;
+
+/** What the link uses of workerd's WebSocket (a seam for unit tests). */
+export interface LinkSocket {
+  accept(): void;
+  send(message: string): void;
+  close(code?: number, reason?: string): void;
+  addEventListener(type: 'message', handler: (event: { data: unknown }) => void): void;
+  addEventListener(type: 'close' | 'error', handler: () => void): void;
+}
 
 export class RelayLink {
   readonly #o: RelayLinkOptions;
   readonly #heartbeatMs: number;
   readonly #silenceMs: number;
-  #socket: WebSocket | undefined;
+  readonly #connectTimeoutMs: number;
+  readonly #backoff: Backoff;
+  readonly #upgrade: UpgradeFetch;
+  #socket: LinkSocket | undefined;
+  /** Aborts the upgrade request in flight, if any. */
+  #connecting: AbortController | undefined;
   #running = false;
   #connected = false;
-  #failures = 0;
   #timers: Cancel[] = [];
   #lastMessageAt = 0;
   #nextId = 1;
@@ -70,6 +93,12 @@ export class RelayLink {
     this.#o = options;
     this.#heartbeatMs = options.heartbeatMs ?? 5_000;
     this.#silenceMs = options.silenceMs ?? 15_000;
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? this.#silenceMs;
+    this.#backoff = new Backoff({
+      clock: options.clock,
+      ...(options.random ? { random: options.random } : {}),
+    });
+    this.#upgrade = options.upgrade ?? ((url, init) => fetch(url, init));
   }
 
   get connected(): boolean {
@@ -110,29 +139,27 @@ export class RelayLink {
 
   async #connect(): Promise<void> {
     if (!this.#running) return;
-    const { relayUrl, secret, clock } = this.#o;
-    let socket: WebSocket | null = null;
-    try {
-      const res = await fetch(`${relayUrl.replace(/\/$/, '')}/v1/replicate`, {
-        headers: { Upgrade: 'websocket', Authorization: `Bearer ${secret}` },
-      });
-      socket = res.webSocket;
-      if (socket === null) {
-        this.#o.handlers.log('relay refused the replication stream', { status: res.status });
-        await res.body?.cancel();
-        return this.#retry();
-      }
-    } catch (error) {
-      this.#o.handlers.log('relay unreachable', { error: String(error) });
-      return this.#retry();
-    }
-    if (!this.#running) {
-      socket.close(1000, 'stopped');
+    const attempt = new AbortController();
+    this.#connecting = attempt;
+    // Silence detection starts once the socket is open; until then this deadline stands in for
+    // it, or a relay that accepts the connection and never answers would hang the link for good.
+    const cancelDeadline = this.#o.clock.setTimeout(() => attempt.abort(), this.#connectTimeoutMs);
+    const opened = await this.#open(attempt.signal);
+    cancelDeadline();
+    // stop() (perhaps followed by start()) while the upgrade was pending ended this attempt.
+    if (this.#connecting !== attempt) {
+      if ('socket' in opened) opened.socket.close(1000, 'stopped');
       return;
     }
+    this.#connecting = undefined;
+    if (!('socket' in opened)) {
+      this.#o.handlers.log(opened.failed, opened.fields);
+      return this.#retry();
+    }
+    const { socket } = opened;
     socket.accept();
     this.#socket = socket;
-    this.#lastMessageAt = clock.now();
+    this.#lastMessageAt = this.#o.clock.now();
     socket.addEventListener('message', (event) => this.#onMessage(socket, event.data));
     socket.addEventListener('close', () => this.#onDown(socket, 'closed'));
     socket.addEventListener('error', () => this.#onDown(socket, 'error'));
@@ -147,7 +174,26 @@ export class RelayLink {
     this.#heartbeat(socket);
   }
 
-  #heartbeat(socket: WebSocket): void {
+  /** Sends the upgrade request: the relay's socket, or why there is none. */
+  async #open(
+    signal: AbortSignal,
+  ): Promise<{ socket: LinkSocket } | { failed: string; fields: Record<string, string | number> }> {
+    const { relayUrl, secret } = this.#o;
+    try {
+      const res = await this.#upgrade(`${relayUrl.replace(/\/$/, '')}/v1/replicate`, {
+        headers: { Upgrade: 'websocket', Authorization: `Bearer ${secret}` },
+        signal,
+      });
+      if (res.webSocket !== null) return { socket: res.webSocket };
+      await res.body?.cancel();
+      return { failed: 'relay refused the replication stream', fields: { status: res.status } };
+    } catch (error) {
+      const failed = signal.aborted ? 'relay did not answer the upgrade in time' : 'relay unreachable';
+      return { failed, fields: { error: String(error) } };
+    }
+  }
+
+  #heartbeat(socket: LinkSocket): void {
     const tick = () => {
       if (this.#socket !== socket) return;
       if (this.#o.clock.now() - this.#lastMessageAt > this.#silenceMs) {
@@ -161,7 +207,7 @@ export class RelayLink {
     this.#timers.push(this.#o.clock.setTimeout(tick, this.#heartbeatMs));
   }
 
-  #onMessage(socket: WebSocket, data: unknown): void {
+  #onMessage(socket: LinkSocket, data: unknown): void {
     if (this.#socket !== socket) return;
     this.#lastMessageAt = this.#o.clock.now();
     this.lastContactAt = this.#lastMessageAt;
@@ -227,14 +273,11 @@ export class RelayLink {
 
   /** The stream delivers state: the link counts as connected, and backoff starts over. */
   #up(): void {
-    this.#failures = 0;
-    if (!this.#connected) {
-      this.#connected = true;
-      this.#o.handlers.status(true);
-    }
+    this.#backoff.reset();
+    this.#connected = true;
   }
 
-  #onDown(socket: WebSocket, why: string): void {
+  #onDown(socket: LinkSocket, why: string): void {
     if (this.#socket !== socket) return;
     this.#teardown(why);
     this.#retry();
@@ -244,6 +287,8 @@ export class RelayLink {
     const socket = this.#socket;
     this.#socket = undefined;
     this.#snapshot = undefined;
+    this.#connecting?.abort();
+    this.#connecting = undefined;
     for (const cancel of this.#timers) cancel();
     this.#timers = [];
     for (const [id, pending] of this.#pending) {
@@ -258,18 +303,12 @@ export class RelayLink {
         // already closed
       }
     }
-    if (this.#connected) {
-      this.#connected = false;
-      this.#o.handlers.status(false);
-    }
+    this.#connected = false;
   }
 
   #retry(): void {
     if (!this.#running) return;
-    const delay =
-      Math.min(MAX_BACKOFF_MS, INITIAL_BACKOFF_MS * 2 ** this.#failures) * (0.5 + Math.random() / 2);
-    this.#failures++;
-    this.#timers.push(this.#o.clock.setTimeout(() => void this.#connect(), delay));
+    this.#timers.push(this.#backoff.retry(() => void this.#connect()));
   }
 
   #send(message: EdgeMessage): void {

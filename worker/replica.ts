@@ -122,7 +122,6 @@ export class Replica extends DurableObject<Bindings> {
           this.ctx.storage.kv.put(SCOPES_KEY, table);
           this.#setScopes(table);
         },
-        status: () => {},
         log: (msg, fields) => console.log(JSON.stringify({ replica: name, msg, ...fields })),
       },
       heartbeatMs: this.#settings.heartbeatMs,
