@@ -26,6 +26,7 @@
  * are read here, so a missing or unreadable one stops the relay at start-up.
  */
 import { readFileSync } from 'node:fs';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 import type { EtcdAuth, EtcdTls } from './etcd/client.ts';
 
 export interface RelayConfig {
@@ -62,48 +63,9 @@ export function parseConfig(
   env: Record<string, string | undefined>,
   readFile: ReadConfigFile = (p) => readFileSync(p),
 ): RelayConfig {
-  const flags = new Map<string, string[]>();
-  const switches = new Set(['insecure-no-auth']);
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] ?? '';
-    if (!arg.startsWith('--')) throw new Error(`unexpected argument: ${arg}`);
-    const eq = arg.indexOf('=');
-    const name = eq > 0 ? arg.slice(2, eq) : arg.slice(2);
-    if (switches.has(name) && eq < 0) {
-      flags.set(name, ['true']);
-      continue;
-    }
-    let value: string | undefined = eq > 0 ? arg.slice(eq + 1) : argv[i + 1];
-    if (eq < 0) i++;
-    if (value === undefined) throw new Error(`--${name} needs a value`);
-    value = value.trim();
-    flags.set(name, [...(flags.get(name) ?? []), value]);
-  }
-  const known = new Set([
-    'host',
-    'port',
-    'etcd',
-    'prefix',
-    'secret',
-    'wait-timeout-ms',
-    'ready-etcd-timeout-ms',
-    'tokens-file',
-    'insecure-no-auth',
-    'etcd-ca',
-    'etcd-cert',
-    'etcd-key',
-    'etcd-user',
-    'etcd-password-file',
-  ]);
-  for (const name of flags.keys()) {
-    if (name === 'etcd-password') {
-      throw new Error(
-        '--etcd-password is not accepted (it would show in ps): use --etcd-password-file or ETCD_PASSWORD',
-      );
-    }
-    if (!known.has(name)) throw new Error(`unknown flag --${name}`);
-  }
-  const one = (flag: string, envName: string) => flags.get(flag)?.at(-1) ?? env[envName];
+  const flags = parseFlags(argv);
+  // Values are trimmed: a pasted one often ends in a newline.
+  const one: Lookup = (flag, envName) => flags[flag]?.trim() ?? env[envName];
 
   const port = Number(one('port', 'RELAY_PORT') ?? 8080);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`bad port: ${port}`);
@@ -112,7 +74,7 @@ export function parseConfig(
   const readyEtcdTimeoutMs = Number(one('ready-etcd-timeout-ms', 'READY_ETCD_TIMEOUT_MS') ?? 10_000);
   if (!Number.isFinite(readyEtcdTimeoutMs) || readyEtcdTimeoutMs < 0)
     throw new Error('bad --ready-etcd-timeout-ms');
-  const prefixes = flags.get('prefix') ?? splitList(env.EDGEWATCH_PREFIXES) ?? ['/registry/'];
+  const prefixes = flags.prefix?.map((p) => p.trim()) ?? splitList(env.EDGEWATCH_PREFIXES) ?? ['/registry/'];
   for (const p of prefixes) if (!p.startsWith('/')) throw new Error(`prefix must start with '/': ${p}`);
   const etcdEndpoints = splitList(one('etcd', 'ETCD_ENDPOINTS')) ?? ['http://127.0.0.1:2379'];
   const etcdTls = parseEtcdTls(etcdEndpoints, one, readFile);
@@ -122,10 +84,10 @@ export function parseConfig(
     port,
     etcdEndpoints,
     prefixes,
-    replicationSecrets: flags.get('secret') ?? splitList(env.REPLICATION_SECRET) ?? [],
+    replicationSecrets: flags.secret?.map((s) => s.trim()) ?? splitList(env.REPLICATION_SECRET) ?? [],
     tokensFile: one('tokens-file', 'EDGEWATCH_TOKENS_FILE') || undefined,
     tokensJson: env.EDGEWATCH_TOKENS || undefined,
-    insecureNoAuth: ['1', 'true'].includes(one('insecure-no-auth', 'EDGEWATCH_INSECURE_NO_AUTH') ?? ''),
+    insecureNoAuth: flags['insecure-no-auth'] || ['1', 'true'].includes(env.EDGEWATCH_INSECURE_NO_AUTH ?? ''),
     waitTimeoutMs,
     readyEtcdTimeoutMs,
     ...(etcdTls ? { etcdTls } : {}),
@@ -133,7 +95,39 @@ export function parseConfig(
   };
 }
 
-type Lookup = (flag: string, envName: string) => string | undefined;
+/** The flags; `--name value` and `--name=value` alike, repeatable where `multiple`. */
+const FLAGS = {
+  host: { type: 'string' },
+  port: { type: 'string' },
+  etcd: { type: 'string' },
+  prefix: { type: 'string', multiple: true },
+  secret: { type: 'string', multiple: true },
+  'wait-timeout-ms': { type: 'string' },
+  'ready-etcd-timeout-ms': { type: 'string' },
+  'tokens-file': { type: 'string' },
+  'insecure-no-auth': { type: 'boolean', default: false },
+  'etcd-ca': { type: 'string' },
+  'etcd-cert': { type: 'string' },
+  'etcd-key': { type: 'string' },
+  'etcd-user': { type: 'string' },
+  'etcd-password-file': { type: 'string' },
+} as const satisfies ParseArgsConfig['options'];
+
+type Flags = ReturnType<typeof parseArgs<{ args: string[]; options: typeof FLAGS; strict: true }>>['values'];
+/** A single-valued flag's name. */
+type OneFlag = { [K in keyof Flags]-?: Flags[K] extends string | undefined ? K : never }[keyof Flags];
+type Lookup = (flag: OneFlag, envName: string) => string | undefined;
+
+function parseFlags(argv: string[]): Flags {
+  if (argv.some((arg) => arg === '--etcd-password' || arg.startsWith('--etcd-password='))) {
+    throw new Error(
+      '--etcd-password is not accepted (it would show in ps): use --etcd-password-file or ETCD_PASSWORD',
+    );
+  }
+  // node:util's errors already name the flag ("Unknown option '--x'", "Option '--port <value>'
+  // argument missing").
+  return parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }).values;
+}
 
 function parseEtcdTls(endpoints: string[], one: Lookup, readFile: ReadConfigFile): EtcdTls | undefined {
   const secure = endpoints.filter((e) => e.startsWith('https://')).length;
