@@ -56,6 +56,12 @@ describe('parseConfig', () => {
     expect(parse([], { EDGEWATCH_INSECURE_NO_AUTH: '1' }).insecureNoAuth).toBe(true);
   });
 
+  it('takes the continue-token secret from --continue-secret or CONTINUE_SECRET, none by default', () => {
+    expect(parse([]).continueSecret).toBeUndefined();
+    expect(parse([], { CONTINUE_SECRET: 'env' }).continueSecret).toBe('env');
+    expect(parse(['--continue-secret', 'flag'], { CONTINUE_SECRET: 'env' }).continueSecret).toBe('flag');
+  });
+
   it('trims values, as a pasted one often ends in a newline', () => {
     expect(parse(['--secret', 's3cret\n', '--host', ' h '])).toMatchObject({
       replicationSecrets: ['s3cret'],

@@ -12,6 +12,7 @@
  * | (env only)         | EDGEWATCH_TOKENS (JSON) | (none)                 |
  * | --insecure-no-auth | EDGEWATCH_INSECURE_NO_AUTH=1 | off               |
  * | --wait-timeout-ms  | RV_WAIT_TIMEOUT_MS    | 3000                     |
+ * | --continue-secret  | CONTINUE_SECRET       | (built-in: forgeable)    |
  * | --ready-etcd-timeout-ms | READY_ETCD_TIMEOUT_MS | 10000 (then /readyz 503) |
  * | --etcd-ca          | ETCD_CA_FILE          | (system roots for https) |
  * | --etcd-cert        | ETCD_CERT_FILE        | (no client certificate)  |
@@ -45,6 +46,11 @@ export interface RelayConfig {
   tokensJson: string | undefined;
   /** Local development: no client credentials checked. Never the default. */
   insecureNoAuth: boolean;
+  /**
+   * Signs continue tokens (core/continue.ts). The Worker's CONTINUE_SECRET must be the same: the
+   * edge forwards second pages here, so a token minted at one tier must verify at the other.
+   */
+  continueSecret: string | undefined;
   /** How long a read for rv=n waits for the cache before 504 / etcd fallback. */
   waitTimeoutMs: number;
   /** `/readyz` answers 503 once etcd has been unreachable this long (relay/readiness.ts). */
@@ -87,6 +93,7 @@ export function parseConfig(
     replicationSecrets: flags.secret?.map((s) => s.trim()) ?? splitList(env.REPLICATION_SECRET) ?? [],
     tokensFile: one('tokens-file', 'EDGEWATCH_TOKENS_FILE') || undefined,
     tokensJson: env.EDGEWATCH_TOKENS || undefined,
+    continueSecret: one('continue-secret', 'CONTINUE_SECRET') || undefined,
     insecureNoAuth: flags['insecure-no-auth'] || ['1', 'true'].includes(env.EDGEWATCH_INSECURE_NO_AUTH ?? ''),
     waitTimeoutMs,
     readyEtcdTimeoutMs,
@@ -105,6 +112,7 @@ const FLAGS = {
   'wait-timeout-ms': { type: 'string' },
   'ready-etcd-timeout-ms': { type: 'string' },
   'tokens-file': { type: 'string' },
+  'continue-secret': { type: 'string' },
   'insecure-no-auth': { type: 'boolean', default: false },
   'etcd-ca': { type: 'string' },
   'etcd-cert': { type: 'string' },

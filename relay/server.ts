@@ -109,6 +109,7 @@ export async function startRelay(
     caches,
     clock,
     waitTimeoutMs: config.waitTimeoutMs,
+    continueSecret: config.continueSecret,
     consistentReadsFromCache: () => consistentReads,
     log,
     metrics,

@@ -5,6 +5,7 @@
  */
 import { get as httpGet } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
+import { encodeContinue } from '../core/continue.ts';
 import { WatchReader } from './contract/watch-reader.ts';
 import { eventually } from './helpers/eventually.ts';
 import { type Stack, startStack, TEST_SECRET } from './helpers/stack.ts';
@@ -134,6 +135,51 @@ describe('the edge replica', () => {
     const fresh = await fetch(`${edgeUrl()}/v1/kv${PREFIX}outage`);
     expect(fresh.headers.get('X-Served-By')).toBe('edge');
     expect(await fresh.json()).toMatchObject({ value: 'w' });
+  });
+
+  it('pages a list across the tiers with CONTINUE_SECRET set at both, and refuses tokens not signed with it', async () => {
+    const secret = 'test-continue-secret';
+    stack = await startStack({
+      relayArgs: ['--continue-secret', secret],
+      workerVars: { CONTINUE_SECRET: secret },
+    });
+    for (let i = 0; i < 5; i++) await put(stack, `${PREFIX}page/k${i}`, `v${i}`);
+    await status(edgeUrl());
+    const synced = await until(edgeUrl(), (s) => s.ready && s.connected, 'synced');
+    type Page = { items: { key: string }[]; metadata: { continue?: string } };
+    const page = async (base: string, query: string) => {
+      const res = await fetch(`${base}/v1/list${PREFIX}page/?${query}`);
+      expect(res.status, `${base} ${query}`).toBe(200);
+      return { servedBy: res.headers.get('X-Served-By'), body: (await res.json()) as Page };
+    };
+    const keys = (p: Page) => p.items.map((o) => o.key.slice(`${PREFIX}page/`.length));
+
+    // Minted at the edge, continued at the edge: the replica forwards the Exact read to the relay,
+    // which must verify the edge's token.
+    const edgeFirst = await page(edgeUrl(), 'limit=2&resourceVersion=0');
+    expect(edgeFirst.servedBy).toBe('edge');
+    const edgeToken = edgeFirst.body.metadata.continue ?? '';
+    const forwarded = await page(edgeUrl(), `limit=2&continue=${encodeURIComponent(edgeToken)}`);
+    expect(forwarded.servedBy).not.toBe('edge');
+    expect(keys(forwarded.body)).toEqual(['k2', 'k3']);
+    // Minted at the relay, continued at the edge.
+    const relayFirst = await page(stack.relay.url, 'limit=2');
+    const relayToken = relayFirst.body.metadata.continue ?? '';
+    expect(keys((await page(edgeUrl(), `limit=2&continue=${encodeURIComponent(relayToken)}`)).body)).toEqual([
+      'k2',
+      'k3',
+    ]);
+    // A token signed with the built-in secret is refused by both tiers.
+    const forged = encodeContinue({
+      rv: synced.revision,
+      prefix: `${PREFIX}page/`,
+      start: `${PREFIX}page/k2`,
+    });
+    for (const base of [edgeUrl(), stack.relay.url]) {
+      const res = await fetch(`${base}/v1/list${PREFIX}page/?limit=2&continue=${encodeURIComponent(forged)}`);
+      expect(res.status, base).toBe(400);
+      expect(await res.json()).toMatchObject({ kind: 'Status', code: 400 });
+    }
   });
 
   it('is refused by the relay with a wrong secret and then serves nothing, answering 503', async () => {
