@@ -8,10 +8,9 @@
  * token minted by one tier is accepted by the other; a token that was edited, truncated or
  * minted for another prefix is a 400, never a read of something the client did not ask for.
  *
- * Why a hand-written HMAC: decoding runs synchronously inside request parsing, in Node and in
- * workerd alike. `crypto.subtle` is async and `node:crypto` is not in core (STYLE.md §2), so
- * SHA-256 lives here (~50 lines, FIPS 180-4, checked against the RFC 4231 vectors in the tests).
- * Tokens are not secret — the payload is readable — only unforgeable.
+ * The HMAC is `@noble/hashes` (core/sha256.ts): decoding runs synchronously inside request
+ * parsing, in Node and in workerd alike, where `crypto.subtle` is async and `node:crypto` is not
+ * in core (STYLE.md §2). Tokens are not secret — the payload is readable — only unforgeable.
  */
 
 import { BadRequest } from './errors.ts';

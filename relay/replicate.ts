@@ -25,14 +25,16 @@
  * 1001 when the relay shuts down.
  */
 
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import { type IncomingMessage, Server, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { ServerType } from '@hono/node-server';
+import { utf8ToBytes } from '@noble/hashes/utils.js';
 import { WebSocketServer } from 'ws';
 import type { ScopeTable } from '../core/auth.ts';
 import { type ApiError, NotFound, ServiceUnavailable, toStatus, Unauthorized } from '../core/errors.ts';
 import { TARGET_MESSAGE_BYTES } from '../core/protocol.ts';
+import { sha256 } from '../core/sha256.ts';
 import { type Clock, systemClock } from '../core/types.ts';
 import type { Logger } from './log.ts';
 import {
@@ -109,7 +111,7 @@ export function attachReplication(server: ServerType, options: ReplicationOption
       idleClosed: 0,
     },
   };
-  const digests = options.secrets.filter((s) => s.length > 0).map(sha256);
+  const digests = options.secrets.filter((s) => s.length > 0).map((s) => sha256(utf8ToBytes(s)));
   if (digests.length === 0) ctx.log.warn('replication is disabled: no replication secret configured');
   // Edge messages are small (hello, ping, revisionRequest); anything big is refused by ws (1009).
   const wss = new WebSocketServer({ noServer: true, clientTracking: false, maxPayload: 64 * 1024 });
@@ -169,17 +171,13 @@ export function attachReplication(server: ServerType, options: ReplicationOption
 }
 
 /** Constant time per secret, and every secret is compared, so timing says nothing of which matched. */
-function authorized(header: string, digests: readonly Buffer[]): boolean {
+function authorized(header: string, digests: readonly Uint8Array[]): boolean {
   const match = /^Bearer +(\S+) *$/i.exec(header);
   if (match?.[1] === undefined) return false;
-  const presented = sha256(match[1]);
+  const presented = sha256(utf8ToBytes(match[1]));
   let ok = false;
   for (const digest of digests) ok = timingSafeEqual(presented, digest) || ok;
   return ok;
-}
-
-function sha256(s: string): Buffer {
-  return createHash('sha256').update(s, 'utf8').digest();
 }
 
 /** A plain HTTP error response on a socket that asked to upgrade, then close it. */
