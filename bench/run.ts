@@ -8,6 +8,7 @@
  * results and the run goes on. Results: bench/results/latest.{json,md} + SVG plots.
  */
 import path from 'node:path';
+import { parseArgs } from 'node:util';
 import { benchFanout } from './fanout.ts';
 import { benchKeepUp } from './keepup.ts';
 import { describeMachine, repoRoot } from './lib/machine.ts';
@@ -33,23 +34,21 @@ const SECTIONS: ReadonlyMap<number, { run: Section; budgetMs: number }> = new Ma
   [7, { run: benchFanout, budgetMs: 240_000 }],
 ]);
 
-function parseArgs(argv: string[]): { only: number[]; quick: boolean } {
-  let only = [...SECTIONS.keys()];
-  let quick = false;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === '--quick') quick = true;
-    else if (arg === '--only' || arg?.startsWith('--only=')) {
-      const value = arg.includes('=') ? arg.slice('--only='.length) : argv[++i];
-      only = (value ?? '').split(',').map((s) => Number(s.trim()));
-      for (const id of only)
-        if (!SECTIONS.has(id)) throw new Error(`no section ${id}; have ${[...SECTIONS.keys()]}`);
-    } else throw new Error(`unknown argument ${arg}; usage: bench [--only 1,6] [--quick]`);
-  }
-  return { only: only.sort((a, b) => a - b), quick };
+function parseOptions(argv: string[]): { only: number[]; quick: boolean } {
+  const { values } = parseArgs({
+    args: argv,
+    options: { only: { type: 'string' }, quick: { type: 'boolean', default: false } },
+    strict: true,
+    allowPositionals: false,
+  });
+  const only =
+    values.only === undefined ? [...SECTIONS.keys()] : values.only.split(',').map((s) => Number(s.trim()));
+  for (const id of only)
+    if (!SECTIONS.has(id)) throw new Error(`no section ${id}; have ${[...SECTIONS.keys()]}`);
+  return { only: only.sort((a, b) => a - b), quick: values.quick };
 }
 
-const args = parseArgs(process.argv.slice(2));
+const args = parseOptions(process.argv.slice(2));
 const machine = describeMachine();
 progress(
   `bench: sections ${args.only.join(',')}${args.quick ? ' (quick)' : ''}; ${machine.cores} cores, node ${machine.node}, etcd ${machine.etcd}, git ${machine.gitRev}`,

@@ -6,38 +6,35 @@
  * runs and ends with ONE summary line; on a violation it names the file with the seed and a
  * minimal history (under .data/robustness/) and exits 1.
  */
+import { parseArgs } from 'node:util';
 import { runRobustness, summaryLine } from '../robustness/run.ts';
 
-function parseArgs(argv: string[]): { seed: number; durationMs: number; edge: boolean; cluster: boolean } {
-  let seed = Math.floor(Math.random() * 2 ** 31);
-  let durationMs = 60_000;
-  let edge = false;
-  let cluster = false;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    const value = argv[i + 1];
-    if (arg === '--edge') edge = true;
-    else if (arg === '--cluster') cluster = true;
-    else if (arg === '--seed' && value !== undefined) {
-      seed = Number(value);
-      i++;
-    } else if (arg === '--duration' && value !== undefined) {
-      const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value);
-      if (!m) throw new Error(`bad --duration ${value}`);
-      const n = Number(m[1]);
-      durationMs = m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000;
-      i++;
-    } else throw new Error(`unknown argument ${arg} (use --seed S --duration D [--edge] [--cluster])`);
-  }
+function parseOptions(argv: string[]): { seed: number; durationMs: number; edge: boolean; cluster: boolean } {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      seed: { type: 'string' },
+      duration: { type: 'string', default: '60' },
+      edge: { type: 'boolean', default: false },
+      cluster: { type: 'boolean', default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed);
   if (!Number.isSafeInteger(seed) || seed < 0) throw new Error('--seed must be a non-negative integer');
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(values.duration);
+  if (!m) throw new Error(`bad --duration ${values.duration} (seconds, or with a unit: 90s, 3m)`);
+  const n = Number(m[1]);
+  const durationMs = m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000;
   if (!(durationMs >= 5_000 && durationMs <= 3_600_000))
     throw new Error('--duration must be between 5 s and 1 h');
-  return { seed, durationMs, edge, cluster };
+  return { seed, durationMs, edge: values.edge, cluster: values.cluster };
 }
 
-let args: ReturnType<typeof parseArgs>;
+let args: ReturnType<typeof parseOptions>;
 try {
-  args = parseArgs(process.argv.slice(2));
+  args = parseOptions(process.argv.slice(2));
 } catch (error) {
   process.stderr.write(`robustness: ${(error as Error).message}\n`);
   process.exit(2);
