@@ -208,3 +208,19 @@ describe('the watch cache digest', () => {
     expect(cache.digest).toBe(digestOf([obj('/b', '1', 2)]));
   });
 });
+
+describe('a relist onto a revision the cache held', () => {
+  it('lets a subscriber at that revision continue only when the state there is the same', () => {
+    const cache = new WatchCache({ clock: stillClock });
+    const a = obj('/a', '1', 4);
+    cache.replace(5, [a]);
+    const closed: (Error | undefined)[] = [];
+    const watch = () =>
+      cache.watch({ fromRevision: 5, prefix: '', onBatch: () => true, onClose: (e) => closed.push(e) });
+    watch();
+    cache.replace(5, [a]);
+    expect(closed).toEqual([]);
+    cache.replace(5, [obj('/a', 'other', 4)]);
+    expect(closed[0]).toBeInstanceOf(HistoryChanged);
+  });
+});

@@ -47,6 +47,11 @@ export interface ReadTier {
   latestRevision(exposedPrefix: string): Promise<Revision>;
   /** Relay only: serve a get or list from etcd at `at`. */
   fromEtcd?(request: GetRequest | ListRequest, at: ReadAt, raw: Request): Promise<Response>;
+  /**
+   * Relay only: throws `Expired` when etcd has compacted `revision`, so that an Exact read or a
+   * continue token at it gets 410 although the cache's window still holds that state.
+   */
+  checkExact?(exposedPrefix: string, revision: Revision): Promise<void>;
   /** Edge only: send the request on to the relay. */
   forward?(raw: Request): Promise<Response>;
   /**
@@ -161,6 +166,7 @@ async function reach(tier: ReadTier, cache: WatchCache, request: ReadRequest, at
   if ('exact' in at) {
     await cache.waitFor(at.exact, tier.waitTimeoutMs);
     if (watchAfter) return { kind: 'after', revision: at.exact };
+    await tier.checkExact?.(request.exposedPrefix, at.exact);
     return { kind: 'snapshot', reader: cache.snapshotAt(at.exact) };
   }
   await cache.waitFor(at.notOlderThan, tier.waitTimeoutMs);

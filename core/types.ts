@@ -55,8 +55,12 @@ export interface RevisionBatch {
  * relist.
  */
 export interface CacheSink {
-  /** Swap the whole state for `objects`, which is exactly etcd's state at `revision`. */
-  replace(revision: Revision, objects: readonly KvObject[]): void;
+  /**
+   * Swap the whole state for `objects`, which is exactly etcd's state at `revision`.
+   * `options.newHistory`: the old state was from another etcd history (or wrong); every
+   * subscriber is ended with that error (a 410), none continues.
+   */
+  replace(revision: Revision, objects: readonly KvObject[], options?: { newHistory?: Error }): void;
   /** Apply one revision's changes atomically. */
   apply(batch: RevisionBatch): void;
   /** Etcd (or the upstream tier) says nothing changed in this prefix up to `revision`. */

@@ -16,7 +16,7 @@
  *                        └────────replace───────────┘   (subscribers not at the new revision get 410)
  */
 import { addEntry, type Digest, DigestTimeline, digestOf, EMPTY_DIGEST, removeEntry } from './digest.ts';
-import { Expired, TooLargeResourceVersion } from './errors.ts';
+import { Expired, HistoryChanged, TooLargeResourceVersion } from './errors.ts';
 import { Fanout, type SubscribeOptions, type Subscription } from './fanout.ts';
 import { EventHistory, type HistoryLimits } from './history.ts';
 import { type CacheMetrics, M, noMetrics, startTimer, terminationReason } from './metrics.ts';
@@ -114,7 +114,10 @@ export class WatchCache implements CacheSink {
    * restored, or a self-check found the old state wrong). Every subscriber is then closed with
    * `error` (a 410), even one at `revision`: what it was sent is not part of this history.
    */
-  replace(revision: Revision, objects: readonly KvObject[], options: { newHistory?: Expired } = {}): void {
+  replace(revision: Revision, objects: readonly KvObject[], options: { newHistory?: Error } = {}): void {
+    // A subscriber exactly at `revision` may continue only if the old state there is the new one:
+    // a relist that lands on a revision the cache held with other contents is another history.
+    const before = this.digestAt(revision);
     this.#store = new KeyStore(objects, revision);
     this.#ready = true;
     this.#current = undefined;
@@ -122,7 +125,12 @@ export class WatchCache implements CacheSink {
     this.#digest = digestOf(objects);
     this.#digests.reset(revision, this.#digest);
     this.history.reset(revision);
-    if (options.newHistory) this.fanout.closeAll(options.newHistory);
+    const other =
+      options.newHistory ??
+      (before !== undefined && before !== this.#digest
+        ? new HistoryChanged(`the state at revision ${revision} changed: etcd holds another history`)
+        : undefined);
+    if (other) this.fanout.closeAll(other);
     this.fanout.reset(revision);
     this.#advanced();
   }

@@ -14,6 +14,7 @@
  * | --wait-timeout-ms  | RV_WAIT_TIMEOUT_MS    | 3000                     |
  * | --continue-secret  | CONTINUE_SECRET       | (built-in: forgeable)    |
  * | --ready-etcd-timeout-ms | READY_ETCD_TIMEOUT_MS | 10000 (then /readyz 503) |
+ * | --self-check-interval-ms | SELF_CHECK_INTERVAL_MS | 60000 (0: off)     |
  * | --etcd-ca          | ETCD_CA_FILE          | (system roots for https) |
  * | --etcd-cert        | ETCD_CERT_FILE        | (no client certificate)  |
  * | --etcd-key         | ETCD_KEY_FILE         | (no client certificate)  |
@@ -55,6 +56,8 @@ export interface RelayConfig {
   waitTimeoutMs: number;
   /** `/readyz` answers 503 once etcd has been unreachable this long (relay/readiness.ts). */
   readyEtcdTimeoutMs?: number | undefined;
+  /** Mean time between each cache's self-checks against etcd (relay/history-guard.ts); 0 = off. */
+  selfCheckIntervalMs?: number;
   /** TLS to etcd (CA, client certificate); unset for plain `http://` endpoints. Holds a secret key. */
   etcdTls?: EtcdTls | undefined;
   /** etcd username/password; unset when etcd auth is off. Holds a secret password. */
@@ -80,6 +83,9 @@ export function parseConfig(
   const readyEtcdTimeoutMs = Number(one('ready-etcd-timeout-ms', 'READY_ETCD_TIMEOUT_MS') ?? 10_000);
   if (!Number.isFinite(readyEtcdTimeoutMs) || readyEtcdTimeoutMs < 0)
     throw new Error('bad --ready-etcd-timeout-ms');
+  const selfCheckIntervalMs = Number(one('self-check-interval-ms', 'SELF_CHECK_INTERVAL_MS') ?? 60_000);
+  if (!Number.isFinite(selfCheckIntervalMs) || selfCheckIntervalMs < 0)
+    throw new Error('bad --self-check-interval-ms');
   const prefixes = flags.prefix?.map((p) => p.trim()) ?? splitList(env.EDGEWATCH_PREFIXES) ?? ['/registry/'];
   for (const p of prefixes) if (!p.startsWith('/')) throw new Error(`prefix must start with '/': ${p}`);
   const etcdEndpoints = splitList(one('etcd', 'ETCD_ENDPOINTS')) ?? ['http://127.0.0.1:2379'];
@@ -97,6 +103,7 @@ export function parseConfig(
     insecureNoAuth: flags['insecure-no-auth'] || ['1', 'true'].includes(env.EDGEWATCH_INSECURE_NO_AUTH ?? ''),
     waitTimeoutMs,
     readyEtcdTimeoutMs,
+    selfCheckIntervalMs,
     ...(etcdTls ? { etcdTls } : {}),
     ...(etcdAuth ? { etcdAuth } : {}),
   };
@@ -111,6 +118,7 @@ const FLAGS = {
   secret: { type: 'string', multiple: true },
   'wait-timeout-ms': { type: 'string' },
   'ready-etcd-timeout-ms': { type: 'string' },
+  'self-check-interval-ms': { type: 'string' },
   'tokens-file': { type: 'string' },
   'continue-secret': { type: 'string' },
   'insecure-no-auth': { type: 'boolean', default: false },

@@ -10,6 +10,7 @@
  * (etcd#15220); older ones serve those reads from etcd.
  */
 import type { Etcd3 } from 'etcd3';
+import { TooLargeResourceVersion } from '../core/errors.ts';
 import { M, type MetricsSink, noMetrics } from '../core/metrics.ts';
 import type { Cancel, Clock, Revision } from '../core/types.ts';
 import { WatchCache } from '../core/watch-cache.ts';
@@ -17,6 +18,7 @@ import type { EtcdSecurity } from './etcd/client.ts';
 import { etcdListerWatcher } from './etcd/list-watch.ts';
 import { currentRevision } from './etcd/lister.ts';
 import { WatchStream } from './etcd/watch-stream.ts';
+import { HistoryGuard } from './history-guard.ts';
 import type { Logger } from './log.ts';
 import { Reflector } from './reflector.ts';
 
@@ -36,6 +38,8 @@ export interface PrefixCacheOptions {
   maxHistoryAgeMs?: number;
   /** Where the cache's and the reflector's metrics go (relay/metrics.ts). */
   metrics?: MetricsSink;
+  /** Mean time between self-checks against etcd (relay/history-guard.ts); 0 = off. Default 60 s. */
+  selfCheckIntervalMs?: number;
 }
 
 export class PrefixCache {
@@ -44,6 +48,8 @@ export class PrefixCache {
   readonly #client: Etcd3;
   readonly #stream: WatchStream;
   readonly #reflector: Reflector;
+  /** History identity, self-check and compaction knowledge (relay/history-guard.ts). */
+  readonly guard: HistoryGuard;
   readonly #clock: Clock;
   readonly #progressRequestMs: number;
   #progressTimer: Cancel | undefined;
@@ -62,6 +68,21 @@ export class PrefixCache {
       ...(options.maxHistoryAgeMs !== undefined ? { maxAgeMs: options.maxHistoryAgeMs } : {}),
     });
     this.#stream = new WatchStream({ ...options.security, endpoints: options.endpoints });
+    const log: Logger = {
+      info: (msg, fields) => options.log.info(msg, { prefix: options.prefix, ...fields }),
+      warn: (msg, fields) => options.log.warn(msg, { prefix: options.prefix, ...fields }),
+      error: (msg, fields) => options.log.error(msg, { prefix: options.prefix, ...fields }),
+    };
+    this.guard = new HistoryGuard({
+      prefix: options.prefix,
+      client: options.client,
+      cache: this.cache,
+      clock: options.clock,
+      log,
+      intervalMs: options.selfCheckIntervalMs ?? 60_000,
+      resync: (reason) => this.#reflector.resync(reason),
+      lists: () => this.#reflector.stats.lists,
+    });
     this.#reflector = new Reflector({
       listerWatcher: etcdListerWatcher({
         client: options.client,
@@ -71,11 +92,9 @@ export class PrefixCache {
       sink: this.cache,
       clock: options.clock,
       onRelisted: (reason) => metrics.count(M.relists, { prefix: options.prefix, reason }),
-      log: {
-        info: (msg, fields) => options.log.info(msg, { prefix: options.prefix, ...fields }),
-        warn: (msg, fields) => options.log.warn(msg, { prefix: options.prefix, ...fields }),
-        error: (msg, fields) => options.log.error(msg, { prefix: options.prefix, ...fields }),
-      },
+      log,
+      verifyHistory: (revision) => this.guard.verify(revision),
+      onCompacted: (revision) => this.guard.noteCompacted(revision),
     });
     this.#unsubscribe = this.cache.onWait(() => this.#requestProgressWhileWaiting());
   }
@@ -83,6 +102,7 @@ export class PrefixCache {
   /** Starts listing and watching; `ready` resolves after the first list is loaded. */
   start(): void {
     this.#reflector.start();
+    this.guard.start();
   }
 
   get ready(): boolean {
@@ -93,13 +113,25 @@ export class PrefixCache {
     return this.#reflector.ready;
   }
 
-  /** etcd's current revision, by a quorum read (everything acknowledged before is at or below it). */
-  latestRevision(): Promise<Revision> {
-    return currentRevision(this.#client, this.prefix);
+  /**
+   * etcd's current revision, by a quorum read (everything acknowledged before is at or below it).
+   * A head below the cache's revision means etcd holds another history: the cache relists, and
+   * this rejects with `TooLargeResourceVersion` so that the read is served from etcd instead.
+   */
+  async latestRevision(): Promise<Revision> {
+    const head = await currentRevision(this.#client, this.prefix);
+    if (!this.guard.noteHead(head)) throw new TooLargeResourceVersion(this.cache.revision, head);
+    return head;
+  }
+
+  /** Throws `Expired` when etcd has compacted `revision` (Exact reads and continue tokens). */
+  checkExact(revision: Revision): Promise<void> {
+    return this.guard.checkExact(revision);
   }
 
   async stop(): Promise<void> {
     this.#unsubscribe();
+    this.guard.stop();
     this.#progressTimer?.();
     this.#progressTimer = undefined;
     await this.#reflector.stop();

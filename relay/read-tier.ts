@@ -45,6 +45,7 @@ export function relayTier(options: RelayTierOptions): ReadTier {
       if (!cache) throw new Error(`no cache for ${prefix}`);
       return cache.latestRevision();
     },
+    checkExact: async (prefix, revision) => caches.get(prefix)?.checkExact(revision),
     authorize: (request, raw) => {
       options.authorizer().check(raw.headers.get('Authorization'), request);
     },

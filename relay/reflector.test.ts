@@ -4,6 +4,7 @@ import type { CacheSink, Cancel, Clock, KvObject, Revision, RevisionBatch } from
 import type { Logger } from './log.ts';
 import {
   Compacted,
+  type HistoryVerdict,
   type ListerWatcher,
   Reflector,
   ReflectorStopped,
@@ -285,5 +286,94 @@ describe('Reflector', () => {
     await reflector.stop();
     expect(lw.last.closed).toBe(true);
     expect(lw.last.progressRequests).toBe(1);
+  });
+});
+
+describe('Reflector history checks', () => {
+  function withVerifier(verify: (revision: Revision) => Promise<HistoryVerdict>) {
+    const clock = new ManualClock();
+    const lw = new FakeListerWatcher();
+    const calls: string[] = [];
+    const sink: CacheSink = {
+      replace: (revision, objects, options) =>
+        calls.push(`replace ${revision} (${objects.length})${options?.newHistory ? ' newHistory' : ''}`),
+      apply: (batch) => calls.push(`apply ${batch.revision}`),
+      progress: (revision) => calls.push(`progress ${revision}`),
+    };
+    const asked: Revision[] = [];
+    const reflector = new Reflector({
+      listerWatcher: lw,
+      sink,
+      clock,
+      random: () => 0.5,
+      verifyHistory: (revision) => {
+        asked.push(revision);
+        return verify(revision);
+      },
+    });
+    return { clock, lw, calls, asked, reflector };
+  }
+
+  it('proves the history before resuming a broken watch, and resumes when it is the same', async () => {
+    const { clock, lw, calls, asked, reflector } = withVerifier(async () => ({ kind: 'same' }));
+    reflector.start();
+    await settle();
+    lw.last.handlers.batch(put(12));
+    lw.last.handlers.ended(new WatchBroken('reset'));
+    await clock.advance(100);
+    expect(asked).toEqual([12]);
+    expect(lw.last.from).toBe(13);
+    expect(calls).toEqual(['replace 10 (1)', 'apply 12']);
+    expect(reflector.stats.verifications).toBe(1);
+    await reflector.stop();
+  });
+
+  it('relists as a new history when etcd holds another one, or when the revision is compacted', async () => {
+    for (const verdict of [{ kind: 'other', reason: 'head below' }, { kind: 'compacted' }] as const) {
+      const { clock, lw, calls, reflector } = withVerifier(async () => verdict);
+      reflector.start();
+      await settle();
+      lw.last.handlers.batch(put(12));
+      lw.listRevision = 4;
+      lw.last.handlers.ended(new WatchBroken('reset'));
+      await clock.advance(100);
+      expect(calls).toEqual(['replace 10 (1)', 'apply 12', 'replace 4 (1) newHistory']);
+      expect(lw.last.from).toBe(5);
+      expect(reflector.stats.historyChanges).toBe(verdict.kind === 'other' ? 1 : 0);
+      await reflector.stop();
+    }
+  });
+
+  it('keeps asking (with backoff) while etcd cannot answer, and never watches before it did', async () => {
+    let answers = 0;
+    const { clock, lw, asked, reflector } = withVerifier(async () => {
+      answers++;
+      if (answers < 3) throw new Error('unavailable');
+      return { kind: 'same' };
+    });
+    reflector.start();
+    await settle();
+    lw.last.handlers.ended(new WatchBroken('reset'));
+    await clock.advance(100);
+    expect(lw.watches).toHaveLength(1);
+    await clock.advance(1_000);
+    expect(asked).toEqual([10, 10, 10]);
+    expect(lw.watches).toHaveLength(2);
+    expect(lw.last.from).toBe(11);
+    await reflector.stop();
+  });
+
+  it('resync ends the watch and relists as a new history once', async () => {
+    const { clock, lw, calls, reflector } = withVerifier(async () => ({ kind: 'same' }));
+    reflector.start();
+    await settle();
+    lw.listRevision = 20;
+    reflector.resync('self-check mismatch');
+    reflector.resync('self-check mismatch');
+    await clock.advance(10);
+    expect(calls).toEqual(['replace 10 (1)', 'replace 20 (1) newHistory']);
+    expect(lw.watches.filter((w) => !w.closed)).toHaveLength(1);
+    expect(lw.last.from).toBe(21);
+    await reflector.stop();
   });
 });

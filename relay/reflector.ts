@@ -11,6 +11,20 @@
  *            └── compacted past our revision, or an inconsistent stream: relist ──┘
  * ```
  *
+ * History identity: a broken watch may mean that etcd was wiped or restored from a backup, and
+ * a watch resumed "from revision r" in another history would silently mix two histories. So
+ * after every break, before watching again, `verifyHistory(r)` asks etcd whether the cache's
+ * state at r is etcd's state at r (relay/history-guard.ts):
+ *
+ * ```
+ *  watch broken ─► backoff ─► verify(r) ─┬─ same ──────────────► watch from r+1
+ *                               ▲        ├─ other / compacted ─► relist, newHistory (every
+ *                               │        │                       subscriber ends with 410)
+ *                               └─failed─┘  (etcd unreachable: backoff, verify again)
+ * ```
+ *
+ * `resync(reason)` (a failed self-check) ends the current attempt and relists the same way.
+ *
  * The resume point is always the last revision the sink accepted (an event's or a progress
  * notification's), never a response header's: a header revision can run ahead of the events
  * delivered, and resuming from it silently loses them (what etcd3's own watcher does).
@@ -19,6 +33,7 @@
  * watch's callbacks, and `generation` discards callbacks from a watch that was already abandoned.
  */
 import { Backoff } from '../core/backoff.ts';
+import { HistoryChanged } from '../core/errors.ts';
 import type { CacheSink, Cancel, Clock, KvObject, Revision, RevisionBatch } from '../core/types.ts';
 import { systemClock } from '../core/types.ts';
 import { type Logger, silentLogger } from './log.ts';
@@ -45,6 +60,27 @@ export class WatchBroken extends WatchEnded {}
 
 /** The stream broke an ordering rule (or the sink refused a batch): the cache must be rebuilt. */
 export class WatchInconsistent extends WatchEnded {}
+
+/** The owner asked for a fresh list: the cache's state was found wrong (`Reflector.resync`). */
+class ResyncRequested extends WatchEnded {}
+
+/**
+ * What etcd says of the cache's state at its revision r: `same` (etcd held exactly it at r),
+ * `other` (etcd's history is another one: its head is below r, or its state at r differs), or
+ * `compacted` (etcd can no longer say: assume nothing and relist).
+ */
+export type HistoryVerdict =
+  | { readonly kind: 'same' }
+  | { readonly kind: 'other'; readonly reason: string }
+  | { readonly kind: 'compacted' };
+
+/** Counters for the status page and tests; they only grow. */
+export interface ReflectorStats {
+  lists: number;
+  /** History verifications after a broken watch, and how many found another history. */
+  verifications: number;
+  historyChanges: number;
+}
 
 /** Callbacks of one watch, called in stream order and never after `ended` or `close()`. */
 export interface WatchHandlers {
@@ -91,6 +127,14 @@ export interface ReflectorOptions {
   readonly silenceTimeoutMs?: number;
   /** Called after each list replaced the sink's state, with why it relisted (for metrics). */
   readonly onRelisted?: (reason: string) => void;
+  /**
+   * Asked after every broken watch, before watching again from revision+1: is the cache's state
+   * at `revision` etcd's? Rejects when etcd cannot be asked (then: backoff, ask again). Without
+   * it, a watch resumes by revision alone.
+   */
+  readonly verifyHistory?: (revision: Revision) => Promise<HistoryVerdict>;
+  /** The watch reported that etcd compacted every revision below `revision`. */
+  readonly onCompacted?: (revision: Revision) => void;
 }
 
 /** Returned by `ready` when the reflector is stopped before its first list completed. */
@@ -111,6 +155,13 @@ export class Reflector {
   private readonly progressIntervalMs: number;
   private readonly silenceTimeoutMs: number;
   private readonly onRelisted: (reason: string) => void;
+  private readonly verifyHistory: ((revision: Revision) => Promise<HistoryVerdict>) | undefined;
+  private readonly onCompacted: ((revision: Revision) => void) | undefined;
+  readonly stats: ReflectorStats = { lists: 0, verifications: 0, historyChanges: 0 };
+  /** Set by `resync`: relist (as from another history) at the next turn of the loop. */
+  private resyncReason: string | undefined;
+  /** Counts `resync` calls: a list that started after the last one satisfies it. */
+  private resyncSeq = 0;
 
   private currentRevision: Revision = 0;
   private stopped = false;
@@ -136,6 +187,8 @@ export class Reflector {
     this.progressIntervalMs = options.progressIntervalMs ?? 5_000;
     this.silenceTimeoutMs = options.silenceTimeoutMs ?? 15_000;
     this.onRelisted = options.onRelisted ?? (() => {});
+    this.verifyHistory = options.verifyHistory;
+    this.onCompacted = options.onCompacted;
     this.ready = new Promise<void>((resolve, reject) => {
       this.readyResolve = resolve;
       this.readyReject = reject;
@@ -167,6 +220,18 @@ export class Reflector {
     return true;
   }
 
+  /**
+   * Drops the cache's state and relists as soon as possible, ending every subscriber with 410:
+   * for an owner that found the state wrong (a failed self-check). Logged with `reason`.
+   */
+  resync(reason: string): void {
+    if (this.stopped) return;
+    this.resyncReason = reason;
+    this.resyncSeq++;
+    this.endCurrent?.(new ResyncRequested(reason));
+    this.wakeSleep?.();
+  }
+
   /** Stops watching and waits for the loop to finish. The sink is not called afterwards. */
   async stop(): Promise<void> {
     if (this.stopped) return this.loop;
@@ -182,18 +247,56 @@ export class Reflector {
 
   private async run(): Promise<void> {
     let listReason: string | undefined = 'initial';
+    /** The next relist replaces a state from another history (or a wrong one). */
+    let newHistory = false;
+    /** The last watch broke: prove the history before resuming it. */
+    let verify = false;
     while (!this.stopped) {
+      if (this.resyncReason !== undefined) {
+        listReason = this.resyncReason;
+        newHistory = true;
+        this.resyncReason = undefined;
+      }
+      if (listReason === undefined && verify && this.verifyHistory) {
+        const verdict = await this.verify();
+        if (this.stopped) return;
+        if (verdict === undefined) {
+          await this.sleep(this.backoff.nextDelay());
+          continue;
+        }
+        verify = false;
+        if (verdict.kind === 'other') {
+          this.stats.historyChanges++;
+          this.log.error('etcd history changed, dropping the cache and relisting', {
+            revision: this.currentRevision,
+            reason: verdict.reason,
+          });
+          listReason = 'history changed';
+          newHistory = true;
+        } else if (verdict.kind === 'compacted') {
+          this.log.warn('etcd compacted the revision to verify, relisting', {
+            revision: this.currentRevision,
+          });
+          listReason = 'compacted';
+          newHistory = true;
+        }
+        continue;
+      }
       if (listReason !== undefined) {
-        if (!(await this.relist(listReason))) {
+        if (!(await this.relist(listReason, newHistory))) {
           await this.sleep(this.backoff.nextDelay());
           continue;
         }
         listReason = undefined;
+        newHistory = false;
+        verify = false;
       }
       const from = this.currentRevision + 1;
       const reason = await this.watchOnce(from);
       if (reason === 'stopped') return;
+      if (reason instanceof ResyncRequested) continue;
       if (reason instanceof Compacted) {
+        this.onCompacted?.(reason.compactRevision);
         this.log.warn('watch compacted, relisting', {
           revision: this.currentRevision,
           fromRevision: from,
@@ -207,6 +310,7 @@ export class Reflector {
         });
         listReason = 'inconsistent';
       } else {
+        verify = true;
         const delay = this.backoff.nextDelay();
         this.log.warn('watch broken, reconnecting', {
           revision: this.currentRevision,
@@ -219,8 +323,23 @@ export class Reflector {
     }
   }
 
+  /** Asks `verifyHistory` about the current revision; undefined (logged) when etcd could not say. */
+  private async verify(): Promise<HistoryVerdict | undefined> {
+    const verifyHistory = this.verifyHistory;
+    if (!verifyHistory) return { kind: 'same' };
+    this.stats.verifications++;
+    try {
+      return await verifyHistory(this.currentRevision);
+    } catch (err) {
+      if (!this.stopped)
+        this.log.warn('history check failed', { revision: this.currentRevision, error: String(err) });
+      return undefined;
+    }
+  }
+
   /** Lists and replaces the sink's state; false (logged) when the list failed. */
-  private async relist(reason: string): Promise<boolean> {
+  private async relist(reason: string, newHistory = false): Promise<boolean> {
+    const seq = this.resyncSeq;
     let result: Awaited<ReturnType<ListerWatcher['list']>>;
     try {
       result = await this.lw.list();
@@ -231,7 +350,14 @@ export class Reflector {
     }
     if (this.stopped) return false;
     const previous = this.currentRevision;
-    this.sink.replace(result.revision, result.objects);
+    this.sink.replace(
+      result.revision,
+      result.objects,
+      newHistory ? { newHistory: new HistoryChanged(`the relay relisted: ${reason}`) } : {},
+    );
+    this.stats.lists++;
+    // A resync asked for before this list began is done; one asked for meanwhile still stands.
+    if (this.resyncSeq === seq) this.resyncReason = undefined;
     this.currentRevision = result.revision;
     this.onRelisted(reason);
     this.log.info('listed', {

@@ -54,7 +54,18 @@ export async function startRelay(
   for (const prefix of config.prefixes) {
     caches.set(
       prefix,
-      new PrefixCache({ prefix, client, endpoints: config.etcdEndpoints, security, clock, log, metrics }),
+      new PrefixCache({
+        prefix,
+        client,
+        endpoints: config.etcdEndpoints,
+        security,
+        clock,
+        log,
+        metrics,
+        ...(config.selfCheckIntervalMs !== undefined
+          ? { selfCheckIntervalMs: config.selfCheckIntervalMs }
+          : {}),
+      }),
     );
   }
   const etcdProbe = new EtcdProbe({
@@ -139,6 +150,8 @@ export async function startRelay(
         historyStart: p.cache.history.startRevision,
         objects: p.cache.size,
         subscribers: p.cache.fanout.count,
+        // History identity and the self-check against etcd (relay/history-guard.ts).
+        history: p.guard.status(),
       })),
     }),
   );

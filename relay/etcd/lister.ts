@@ -28,20 +28,43 @@ export interface ListOptions {
  * the caller lists again.
  */
 export async function listAt(client: Etcd3, prefix: string, options: ListOptions = {}): Promise<ListResult> {
+  const objects: KvObject[] = [];
+  const revision = await forEachPage(client, prefix, options, (page) => {
+    for (const kv of page) objects.push(kvToObject(kv));
+  });
+  return { revision, objects };
+}
+
+/**
+ * Reads `prefix` page by page at one revision (the first page's, or `options.revision`) and hands
+ * each page to `onPage` before reading the next, so a caller that only folds the objects (a
+ * digest) holds one page at a time. Resolves with the revision. Throws `Expired` when etcd has
+ * compacted the revision and `FutureRevision` when etcd has not reached it.
+ */
+export async function forEachPage(
+  client: Etcd3,
+  prefix: string,
+  options: ListOptions,
+  onPage: (kvs: readonly IKeyValue[]) => void,
+): Promise<Revision> {
   const pageSize = options.pageSize ?? 1_000;
   const rangeEnd = prefixEnd(Buffer.from(prefix, 'utf8'));
-  const objects: KvObject[] = [];
   let revision = options.revision ?? 0;
   let from = Buffer.from(prefix, 'utf8');
   for (;;) {
     const page = await rangeOrExpired(client, from, rangeEnd, pageSize, revision);
     if (revision === 0) revision = Number(page.header.revision);
-    for (const kv of page.kvs) objects.push(kvToObject(kv));
+    onPage(page.kvs);
     const last = page.kvs[page.kvs.length - 1];
-    if (!page.more || last === undefined) return { revision, objects };
+    if (!page.more || last === undefined) return revision;
     // The next page starts at the smallest key after the last one: the same bytes plus a NUL.
     from = Buffer.concat([last.key, Buffer.from([0])]);
   }
+}
+
+/** etcd has not reached the revision asked for: in one history that cannot be, for a revision a cache saw. */
+export class FutureRevision extends Error {
+  override readonly name = 'FutureRevision';
 }
 
 /**
@@ -88,6 +111,11 @@ export function isCompactedError(err: unknown): boolean {
   return err instanceof Error && err.message.includes('required revision has been compacted');
 }
 
+/** Whether an etcd error says the requested revision is above its current one. */
+export function isFutureRevisionError(err: unknown): boolean {
+  return err instanceof Error && err.message.includes('required revision is a future revision');
+}
+
 async function rangeOrExpired(
   client: Etcd3,
   key: Buffer,
@@ -99,6 +127,7 @@ async function rangeOrExpired(
     return await client.kv.range({ key, range_end: rangeEnd, limit, revision });
   } catch (err) {
     if (isCompactedError(err)) throw new Expired(`revision ${revision} of the list was compacted by etcd`);
+    if (isFutureRevisionError(err)) throw new FutureRevision(`etcd has not reached revision ${revision}`);
     throw err;
   }
 }

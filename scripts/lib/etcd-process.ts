@@ -60,6 +60,9 @@ export interface EtcdProcess {
   readonly endpoint: string;
   readonly clientPort: number;
   readonly dataDir: string;
+  /** The member's name and peer URL (what `etcdutl snapshot restore` needs to rebuild it). */
+  readonly name: string;
+  readonly peerUrl: string;
   readonly pid: number | undefined;
   /** SIGKILL the member (a crash, for fault tests) and wait for it to exit. */
   kill(): Promise<void>;
@@ -144,6 +147,8 @@ export async function startEtcd(options: EtcdOptions = {}): Promise<EtcdProcess>
     endpoint,
     clientPort,
     dataDir,
+    name: 'edgewatch',
+    peerUrl: `http://127.0.0.1:${peerPort}`,
     get pid() {
       return child?.pid;
     },
