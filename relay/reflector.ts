@@ -160,8 +160,6 @@ export class Reflector {
   readonly stats: ReflectorStats = { lists: 0, verifications: 0, historyChanges: 0 };
   /** Set by `resync`: relist (as from another history) at the next turn of the loop. */
   private resyncReason: string | undefined;
-  /** Counts `resync` calls: a list that started after the last one satisfies it. */
-  private resyncSeq = 0;
 
   private currentRevision: Revision = 0;
   private stopped = false;
@@ -227,7 +225,6 @@ export class Reflector {
   resync(reason: string): void {
     if (this.stopped) return;
     this.resyncReason = reason;
-    this.resyncSeq++;
     this.endCurrent?.(new ResyncRequested(reason));
     this.wakeSleep?.();
   }
@@ -339,7 +336,6 @@ export class Reflector {
 
   /** Lists and replaces the sink's state; false (logged) when the list failed. */
   private async relist(reason: string, newHistory = false): Promise<boolean> {
-    const seq = this.resyncSeq;
     let result: Awaited<ReturnType<ListerWatcher['list']>>;
     try {
       result = await this.lw.list();
@@ -356,8 +352,8 @@ export class Reflector {
       newHistory ? { newHistory: new HistoryChanged(`the relay relisted: ${reason}`) } : {},
     );
     this.stats.lists++;
-    // A resync asked for before this list began is done; one asked for meanwhile still stands.
-    if (this.resyncSeq === seq) this.resyncReason = undefined;
+    // Any list that completes satisfies a pending resync: it is etcd's own state at its revision.
+    this.resyncReason = undefined;
     this.currentRevision = result.revision;
     this.onRelisted(reason);
     this.log.info('listed', {
