@@ -1,17 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../test/helpers/manual-clock.ts';
 import { Expired } from './errors.ts';
 import { Fanout, type SubscribeOptions, type Subscription } from './fanout.ts';
 import { EventHistory } from './history.ts';
 import { makeObject } from './object.ts';
-import type { Cancel, Clock, RevisionBatch } from './types.ts';
+import type { RevisionBatch } from './types.ts';
 
-const clock: Clock = {
-  now: () => 0,
-  setTimeout: (): Cancel => {
-    throw new Error('not used');
-  },
-};
+const clock = new ManualClock();
 const utf8 = new TextEncoder();
 
 /** A history + fanout pair fed like the watch cache feeds them (push, then publish). */

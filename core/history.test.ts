@@ -1,19 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../test/helpers/manual-clock.ts';
 import { Expired } from './errors.ts';
 import { EventHistory } from './history.ts';
 import { makeObject, OBJECT_OVERHEAD_BYTES } from './object.ts';
-import type { Cancel, Clock, RevisionBatch } from './types.ts';
-
-/** A clock that moves only when told to. */
-class ManualClock implements Clock {
-  time = 0;
-  now(): number {
-    return this.time;
-  }
-  setTimeout(): Cancel {
-    throw new Error('not used by EventHistory');
-  }
-}
+import type { RevisionBatch } from './types.ts';
 
 const utf8 = new TextEncoder();
 /** One revision writing `events` keys. */
@@ -92,20 +82,20 @@ describe('EventHistory', () => {
     expect(history.startRevision).toBe(2);
   });
 
-  it('trims revisions older than maxAgeMs on push and on an explicit trim', () => {
+  it('trims revisions older than maxAgeMs on push and on an explicit trim', async () => {
     const clock = new ManualClock();
     const history = new EventHistory(clock, { maxAgeMs: 1000 }, 0);
     history.push(batch(1));
-    clock.time = 500;
+    await clock.advance(500);
     history.push(batch(2));
-    clock.time = 1000;
+    await clock.advance(500);
     history.push(batch(3));
     expect(history.startRevision).toBe(0); // rev 1 is exactly 1000 ms old: kept
-    clock.time = 1001;
+    await clock.advance(1);
     history.trim();
     expect(history.startRevision).toBe(1);
     expect(revisions(history.since(1))).toEqual([2, 3]);
-    clock.time = 5000;
+    await clock.advance(3999);
     history.trim();
     expect(history.length).toBe(0);
     expect(history.startRevision).toBe(3);

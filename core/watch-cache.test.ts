@@ -1,33 +1,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../test/helpers/manual-clock.ts';
 import { Expired, TooLargeResourceVersion } from './errors.ts';
 import { compareKeys } from './keys.ts';
 import { deletedObject, makeObject } from './object.ts';
-import type { Cancel, ChangeEvent, Clock, KvObject, RevisionBatch } from './types.ts';
+import type { ChangeEvent, KvObject, RevisionBatch } from './types.ts';
 import { WatchCache } from './watch-cache.ts';
-
-/** A clock whose timers fire only when the test advances it. */
-class ManualClock implements Clock {
-  time = 0;
-  #timers = new Set<{ at: number; fn: () => void }>();
-  now(): number {
-    return this.time;
-  }
-  setTimeout(fn: () => void, ms: number): Cancel {
-    const timer = { at: this.time + ms, fn };
-    this.#timers.add(timer);
-    return () => this.#timers.delete(timer);
-  }
-  advance(ms: number): void {
-    this.time += ms;
-    for (const timer of [...this.#timers].sort((a, b) => a.at - b.at)) {
-      if (timer.at <= this.time && this.#timers.delete(timer)) timer.fn();
-    }
-  }
-  get pending(): number {
-    return this.#timers.size;
-  }
-}
 
 const utf8 = new TextEncoder();
 const obj = (key: string, value: string, mod: number, create = mod, version = 1): KvObject =>
@@ -238,21 +216,21 @@ describe('WatchCache', () => {
     await five;
     expect(order).toEqual(['3', '5']);
     expect(cache.waiting).toBe(0);
-    expect(clock.pending).toBe(0); // timers cancelled
+    expect(clock.pending).toEqual([]); // timers cancelled
   });
 
   it('rejects waitFor with TooLargeResourceVersion when the revision does not arrive in time', async () => {
     const clock = new ManualClock();
     const cache = readyCache(clock, 1);
-    const wait = cache.waitFor(10, 3000);
-    clock.advance(2999);
-    cache.progress(5);
-    expect(cache.waiting).toBe(1);
-    clock.advance(1);
-    const error = await wait.then(
+    const outcome = cache.waitFor(10, 3000).then(
       () => undefined,
       (e: unknown) => e,
     );
+    await clock.advance(2999);
+    cache.progress(5);
+    expect(cache.waiting).toBe(1);
+    await clock.advance(1);
+    const error = await outcome;
     expect(error).toBeInstanceOf(TooLargeResourceVersion);
     expect(error).toMatchObject({ requested: 10, current: 5 });
     expect(cache.waiting).toBe(0);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { makeObject } from '../core/object.ts';
-import type { CacheSink, Cancel, Clock, KvObject, Revision, RevisionBatch } from '../core/types.ts';
+import type { CacheSink, KvObject, Revision, RevisionBatch } from '../core/types.ts';
+import { ManualClock, settle } from '../test/helpers/manual-clock.ts';
 import type { Logger } from './log.ts';
 import {
   Compacted,
@@ -12,44 +13,6 @@ import {
   WatchBroken,
   type WatchHandlers,
 } from './reflector.ts';
-
-/** A clock that moves only when told to; `advance` runs the timers that fall due, in order. */
-class ManualClock implements Clock {
-  time = 0;
-  private timers: { at: number; fn: () => void; id: number }[] = [];
-  private nextId = 0;
-  now(): number {
-    return this.time;
-  }
-  setTimeout(fn: () => void, ms: number): Cancel {
-    const id = this.nextId++;
-    this.timers.push({ at: this.time + ms, fn, id });
-    return () => {
-      this.timers = this.timers.filter((t) => t.id !== id);
-    };
-  }
-  /** The delays of the pending timers, relative to now. */
-  get pending(): number[] {
-    return this.timers.map((t) => t.at - this.time).sort((a, b) => a - b);
-  }
-  async advance(ms: number): Promise<void> {
-    await settle();
-    const target = this.time + ms;
-    for (;;) {
-      const due = this.timers.filter((t) => t.at <= target).sort((a, b) => a.at - b.at || a.id - b.id)[0];
-      if (!due) break;
-      this.timers = this.timers.filter((t) => t !== due);
-      this.time = due.at;
-      due.fn();
-      await settle();
-    }
-    this.time = target;
-    await settle();
-  }
-}
-
-/** Lets pending promise callbacks run. */
-const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 const utf8 = new TextEncoder();
 const obj = (key: string, revision: Revision): KvObject =>
