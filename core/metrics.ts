@@ -201,3 +201,22 @@ export interface CacheMetrics {
 export function terminationReason(error: Error): string {
   return error instanceof Expired ? 'expired' : 'error';
 }
+
+/**
+ * Counts one response by who served it, route and code, and times it when it is a list (to its
+ * headers: a list's body is built before the response is returned). Both tiers call this.
+ */
+export function recordResponse(
+  sink: MetricsSink,
+  request: { readonly method: string; readonly url: string },
+  response: { readonly status: number; readonly headers: { get(name: string): string | null } },
+  tier: string,
+  seconds: number,
+): void {
+  const url = new URL(request.url);
+  const route = routeOf(request.method, url.pathname, url.search);
+  const servedBy = response.headers.get('X-Served-By') ?? tier;
+  sink.count(M.responses, { served_by: servedBy, route, code: String(response.status) });
+  if (route === 'list' && response.status === 200)
+    sink.observe(M.listDuration, { served_by: servedBy }, seconds);
+}

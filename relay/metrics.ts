@@ -18,7 +18,7 @@ import {
   type Labels,
   M,
   type MetricsSink,
-  routeOf,
+  recordResponse,
   startTimer,
 } from '../core/metrics.ts';
 import type { Clock, Revision } from '../core/types.ts';
@@ -80,20 +80,12 @@ function toPrometheus(family: Family, registry: Registry): Metric {
   }
 }
 
-/**
- * Counts every response by who served it, route and code, and times lists (to their headers: a
- * list's body is built before the response is returned). Watches are counted when they start.
- */
+/** Counts every response by who served it, route and code, and times lists (core/metrics.ts). */
 export function httpMetrics(sink: MetricsSink, clock: Clock, tier: string): MiddlewareHandler {
   return async function httpMetricsMiddleware(c, next) {
     const elapsed = startTimer(clock);
     await next();
-    const url = new URL(c.req.url);
-    const route = routeOf(c.req.method, url.pathname, url.search);
-    const servedBy = c.res.headers.get('X-Served-By') ?? tier;
-    sink.count(M.responses, { served_by: servedBy, route, code: String(c.res.status) });
-    if (route === 'list' && c.res.status === 200)
-      sink.observe(M.listDuration, { served_by: servedBy }, elapsed());
+    recordResponse(sink, c.req.raw, c.res, tier, elapsed());
   };
 }
 

@@ -1,62 +1,10 @@
 /**
- * Readiness: whether this relay should get traffic now (`GET /readyz`), as a list of named checks
- * that any part of the relay can add to (the Kubernetes API server's `/readyz/<check>` shape).
- * Liveness (`/healthz`) is separate and stays cheap: a relay that is not ready is still alive.
- *
- * The relay's own checks (server.ts): every prefix's cache has loaded its first list, and etcd
- * has not been unreachable for longer than `--ready-etcd-timeout-ms`. Others plug theirs in with
- * `readiness.add({ name, check })` — a check returns `undefined` when fine, or why it is not.
- * A check must be synchronous and cheap: it runs on every `/readyz` and every metrics scrape.
+ * The relay's readiness checks (core/readiness.ts holds the named-check list): every prefix's
+ * cache has loaded its first list (server.ts), and etcd has not been unreachable for longer than
+ * `--ready-etcd-timeout-ms` (EtcdProbe, below). Others plug theirs in with
+ * `relay.readiness.add({ name, check })`.
  */
 import type { Clock } from '../core/types.ts';
-
-export interface ReadinessCheck {
-  /** Short and stable (`etcd`, `caches`, `self-check`); shown as `[-]name: reason`. */
-  readonly name: string;
-  /** `undefined` when ready, else a reason naming what is wrong (no secrets, no keys). */
-  check(): string | undefined;
-}
-
-export interface ReadinessReport {
-  readonly ready: boolean;
-  readonly checks: readonly { name: string; ok: boolean; reason?: string }[];
-}
-
-export class Readiness {
-  readonly #checks: ReadinessCheck[] = [];
-
-  add(check: ReadinessCheck): void {
-    this.#checks.push(check);
-  }
-
-  report(): ReadinessReport {
-    const checks = this.#checks.map((c) => {
-      let reason: string | undefined;
-      try {
-        reason = c.check();
-      } catch (error) {
-        reason = `check failed: ${error instanceof Error ? error.message : String(error)}`;
-      }
-      return reason === undefined ? { name: c.name, ok: true } : { name: c.name, ok: false, reason };
-    });
-    return { ready: checks.every((c) => c.ok), checks };
-  }
-
-  /** `/readyz`: 200 `ok`, or 503 `not ready: …` then one `[+]`/`[-]` line per check. */
-  response(verbose: boolean): Response {
-    const report = this.report();
-    const lines = report.checks
-      .filter((c) => verbose || !c.ok)
-      .map((c) => (c.ok ? `[+]${c.name} ok` : `[-]${c.name}: ${c.reason}`));
-    const failing = report.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.reason}`);
-    const head = report.ready ? 'ok' : `not ready: ${failing.join('; ')}`;
-    const body = [head, ...lines].join('\n');
-    return new Response(`${body}\n`, {
-      status: report.ready ? 200 : 503,
-      headers: { 'Content-Type': 'text/plain; charset=utf-8', 'Cache-Control': 'no-store' },
-    });
-  }
-}
 
 /**
  * Whether etcd answers, by a cheap quorum read every `intervalMs` (a one-key, keys-only range).

@@ -1,20 +1,26 @@
 /**
- * The relay's /metrics against a real etcd: the series move with what really happens (a write
- * is an event received, a watcher's delivery is an event dispatched, a most-recent list is a
- * consistent read), the gauges equal what /_relay/status says, and no key reaches a label.
+ * Metrics at both tiers against a real etcd, relay and workerd: the series move with what really
+ * happens (a write is an event received, a watcher's delivery is an event dispatched, a
+ * most-recent list is a consistent read), the gauges equal what the status endpoints say, no key
+ * reaches a label, and the edge's hand-written exposition has the relay's families exactly.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { M } from '../core/metrics.ts';
+import { RelayMetrics } from '../relay/metrics.ts';
+import { MemoryMetrics } from '../worker/metrics.ts';
 import { eventually } from './helpers/eventually.ts';
-import { type Exposition, scrape } from './helpers/prometheus.ts';
+import { type Exposition, parseExposition, scrape } from './helpers/prometheus.ts';
 import { type Stack, startStack } from './helpers/stack.ts';
 
 const P = { prefix: '/registry/' };
 
-describe('relay /metrics', () => {
+describe('metrics at both tiers', () => {
   let stack: Stack;
   const metrics = () => scrape(`${stack.relay.url}/metrics`);
+  const edgeUrl = () => stack.worker?.url ?? '';
+  const edgeMetrics = () => scrape(`${edgeUrl()}/_replica/metrics/registry/`);
   beforeAll(async () => {
-    stack = await startStack({ worker: false });
+    stack = await startStack();
   });
   afterAll(async () => {
     await stack?.stop();
@@ -102,5 +108,96 @@ describe('relay /metrics', () => {
     expect(text).toContain('[+]caches ok');
     expect(text).toContain('[+]etcd ok');
     expect((await metrics()).value('edgewatch_ready')).toBe(1);
+  });
+
+  it('serves the same families at each edge replica with tier="edge" and its location', async () => {
+    const put = await stack.client.put('/registry/metrics/edge').value('e').exec();
+    const revision = Number(put.header.revision);
+    await eventually(
+      async () =>
+        (await (await fetch(`${edgeUrl()}/_replica/status/registry/`)).json()) as { revision: number },
+      (s) => s.revision >= revision,
+      'the replica at the write',
+    );
+    const got = await fetch(`${edgeUrl()}/v1/kv/registry/metrics/edge?resourceVersion=${revision}`);
+    expect(got.status).toBe(200);
+    expect(got.headers.get('X-Served-By')).toBe('edge');
+    const m = await edgeMetrics();
+    for (const family of Object.values(M)) expect(m.types.get(family.name), family.name).toBe(family.kind);
+    const ours = m.samples.filter((s) => s.name.startsWith('edgewatch_'));
+    // The replica's name is `<location>|<prefix>|<shard>`; the location is the request's colo.
+    const location = got.headers.get('X-Edge-Replica')?.split('|')[0];
+    expect(location).toBeTruthy();
+    for (const s of ours) expect(s.labels, s.name).toMatchObject({ tier: 'edge', location });
+    expect(
+      m.value('edgewatch_responses_total', { served_by: 'edge', route: 'get', code: '200' }),
+    ).toBeGreaterThan(0);
+    const status = (await (await fetch(`${edgeUrl()}/_replica/status/registry/`)).json()) as {
+      revision: number;
+      objects: number;
+    };
+    expect(m.value('edgewatch_watch_cache_resource_version', P)).toBe(status.revision);
+    expect(m.value('edgewatch_watch_cache_objects', P)).toBe(status.objects);
+    expect(m.value('edgewatch_replica_connections')).toBe(1);
+  });
+
+  it('counts at the edge the events the replica receives from the relay', async () => {
+    const before = (await edgeMetrics()).valueOr0('edgewatch_watch_cache_events_received_total', P);
+    const put = await stack.client.put('/registry/metrics/edge2').value('e').exec();
+    const revision = Number(put.header.revision);
+    const m = await eventually(
+      edgeMetrics,
+      (x) => x.value('edgewatch_watch_cache_resource_version', P) >= revision,
+      'the replica at the write',
+    );
+    expect(m.value('edgewatch_watch_cache_events_received_total', P)).toBe(before + 1);
+  });
+
+  it('reports at the relay each connected replica and its lag, which reaches 0', async () => {
+    const name = (await fetch(`${edgeUrl()}/v1/kv/registry/metrics/edge?resourceVersion=0`)).headers.get(
+      'X-Edge-Replica',
+    );
+    const replica = { replica: name ?? '' };
+    const m = await eventually(
+      metrics,
+      (x) =>
+        x.valueOr0('edgewatch_replication_lag_revisions', replica) === 0 &&
+        x.samples.some((s) => s.name === 'edgewatch_replication_lag_revisions'),
+      'the replica caught up',
+    );
+    expect(m.value('edgewatch_replica_connections')).toBe(1);
+    expect(m.value('edgewatch_replication_lag_seconds', replica)).toBe(0);
+  });
+
+  it('answers readiness per replica', async () => {
+    const res = await fetch(`${edgeUrl()}/_replica/readyz/registry/?verbose`);
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    for (const check of ['loaded', 'relay-link', 'tokens']) expect(text).toContain(`[+]${check} ok`);
+    expect((await edgeMetrics()).value('edgewatch_ready')).toBe(1);
+    expect((await fetch(`${edgeUrl()}/_replica/readyz/elsewhere/`)).status).toBe(403);
+  });
+});
+
+describe('the edge exposition', () => {
+  it('has the same samples as prom-client gives for the same recordings', async () => {
+    const relay = new RelayMetrics({ defaultMetrics: false });
+    const edge = new MemoryMetrics();
+    for (const sink of [relay, edge]) {
+      sink.count(M.eventsReceived, { prefix: '/a/' }, 3);
+      sink.count(M.terminatedWatchers, { prefix: '/a/', reason: 'expired' });
+      sink.count(M.responses, { served_by: 'edge', route: 'get', code: '200' }, 2);
+      sink.observe(M.readWait, { prefix: '/a"\\\n/' }, 0.003);
+      sink.observe(M.readWait, { prefix: '/a"\\\n/' }, 42);
+      sink.observe(M.listDuration, { served_by: 'edge' }, 0.0005);
+      sink.set(M.resourceVersion, { prefix: '/a/' }, 17);
+      sink.set(M.replicationLagSeconds, { replica: 'x|/a/|0' }, 1.5);
+    }
+    const fromProm = parseExposition(await relay.text());
+    const fromEdge = parseExposition(edge.text({ tier: 'relay' }));
+    const key = (s: { name: string; labels: Record<string, string>; value: number }) =>
+      `${s.name}${JSON.stringify(Object.entries(s.labels).sort())} ${s.value}`;
+    expect(fromEdge.samples.map(key).sort()).toEqual(fromProm.samples.map(key).sort());
+    expect([...fromEdge.types].sort()).toEqual([...fromProm.types].sort());
   });
 });

@@ -6,10 +6,12 @@
 import type { Authorizer } from '../core/auth.ts';
 import { ServiceUnavailable } from '../core/errors.ts';
 import { errorResponse } from '../core/format.ts';
+import type { MetricsSink } from '../core/metrics.ts';
 import type { ReadTier } from '../core/read-api.ts';
 import type { Clock } from '../core/types.ts';
 import type { WatchCache } from '../core/watch-cache.ts';
 import type { EdgeSettings } from './env.ts';
+import { edgeLog } from './log.ts';
 import { authorizeAndLimit, type RateLimiter } from './rate-limit.ts';
 import type { RelayLink } from './relay-link.ts';
 
@@ -24,6 +26,7 @@ export interface EdgeTierOptions {
   /** Counts each request once it is authenticated (worker/rate-limit.ts). */
   limiter: RateLimiter;
   onWatch(delta: 1 | -1): void;
+  metrics?: MetricsSink;
 }
 
 /** Headers from the client that are passed on when a read is forwarded to the relay. */
@@ -73,7 +76,8 @@ export function edgeTier(options: EdgeTierOptions): ReadTier {
       }
       return headers;
     },
-    onError: (error) => console.error(JSON.stringify({ msg: 'unexpected error', error: String(error) })),
+    onError: (error) => edgeLog.error('unexpected error', { replica: options.replica, error: String(error) }),
     onWatch: options.onWatch,
+    ...(options.metrics ? { metrics: options.metrics } : {}),
   };
 }

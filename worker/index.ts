@@ -10,6 +10,7 @@ import { Hono, type MiddlewareHandler } from 'hono';
 import { NotFound, ServiceUnavailable, UriTooLong } from '../core/errors.ts';
 import { errorResponse } from '../core/format.ts';
 import { type Bindings, type EdgeSettings, parseEnv } from './env.ts';
+import { edgeLog } from './log.ts';
 import { PREFIX_HEADER, REPLICA_HEADER, Replica } from './replica.ts';
 import { exposedPrefixOfPath } from './routing.ts';
 import { forwardWrite } from './writes.ts';
@@ -31,7 +32,7 @@ function validSettings(): MiddlewareHandler<WorkerEnv> {
       c.set('settings', parseEnv(c.env));
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      console.error(JSON.stringify({ msg: 'bad Worker settings', error: message }));
+      edgeLog.error('bad Worker settings', { error: message });
       return errorResponse(new ServiceUnavailable(`the edge is misconfigured: ${message}`), 'edge');
     }
     await next();
@@ -52,32 +53,37 @@ app.on(['PUT', 'DELETE'], '/v1/*', (c) =>
 );
 
 /** Every read goes to its replica; the replica parses and answers it (or forwards it). */
-app.on('GET', ['/v1/kv/*', '/v1/list/*', '/_replica/status/*'], async (c) => {
-  const raw = c.req.raw;
-  if (raw.url.length > MAX_URL_LENGTH) {
-    return errorResponse(new UriTooLong(`the URL is longer than ${MAX_URL_LENGTH} bytes`), 'edge');
-  }
-  const url = new URL(raw.url);
-  const settings = c.var.settings;
-  const routed = exposedPrefixOfPath(url, settings.prefixes, settings.continueSecret);
-  if (routed instanceof Response) return routed;
-  const colo = (raw.cf as { colo?: string } | undefined)?.colo ?? settings.devColo;
-  const name = `${colo}|${routed}|0`;
-  const stub = c.env.REPLICA.get(c.env.REPLICA.idFromName(name));
-  const headers = new Headers(raw.headers);
-  headers.set(REPLICA_HEADER, name);
-  headers.set(PREFIX_HEADER, routed);
-  const target = url.pathname.startsWith('/_replica/status/') ? `${url.origin}/_replica/status` : raw.url;
-  // The replica's response goes back as it is: its body is not piped through a stream of ours,
-  // which cost a JS hop per chunk per watcher on the replica's own thread. A client that goes
-  // away aborts `raw.signal` (enable_request_signal); passed on, it cancels the replica's request,
-  // and the watch there ends at once (test: abandoned-edge-watch-leak).
-  return stub.fetch(new Request(target, { method: 'GET', headers, signal: raw.signal }));
-});
+app.on(
+  'GET',
+  ['/v1/kv/*', '/v1/list/*', '/_replica/status/*', '/_replica/metrics/*', '/_replica/readyz/*'],
+  async (c) => {
+    const raw = c.req.raw;
+    if (raw.url.length > MAX_URL_LENGTH) {
+      return errorResponse(new UriTooLong(`the URL is longer than ${MAX_URL_LENGTH} bytes`), 'edge');
+    }
+    const url = new URL(raw.url);
+    const settings = c.var.settings;
+    const routed = exposedPrefixOfPath(url, settings.prefixes, settings.continueSecret);
+    if (routed instanceof Response) return routed;
+    const colo = (raw.cf as { colo?: string } | undefined)?.colo ?? settings.devColo;
+    const name = `${colo}|${routed}|0`;
+    const stub = c.env.REPLICA.get(c.env.REPLICA.idFromName(name));
+    const headers = new Headers(raw.headers);
+    headers.set(REPLICA_HEADER, name);
+    headers.set(PREFIX_HEADER, routed);
+    const internal = /^\/_replica\/(status|metrics|readyz)\//.exec(url.pathname)?.[1];
+    const target = internal ? `${url.origin}/_replica/${internal}${url.search}` : raw.url;
+    // The replica's response goes back as it is: its body is not piped through a stream of ours,
+    // which cost a JS hop per chunk per watcher on the replica's own thread. A client that goes
+    // away aborts `raw.signal` (enable_request_signal); passed on, it cancels the replica's request,
+    // and the watch there ends at once (test: abandoned-edge-watch-leak).
+    return stub.fetch(new Request(target, { method: 'GET', headers, signal: raw.signal }));
+  },
+);
 
 app.notFound((c) => errorResponse(new NotFound(`no endpoint at ${c.req.method} ${c.req.path}`), 'edge'));
 app.onError((error) => {
-  console.error(JSON.stringify({ msg: 'unhandled error', error: String(error) }));
+  edgeLog.error('unhandled error', { error: String(error) });
   return errorResponse(error, 'edge');
 });
 

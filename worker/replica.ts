@@ -18,11 +18,21 @@ import { DurableObject } from 'cloudflare:workers';
 import { Authorizer, type ScopeTable } from '../core/auth.ts';
 import { ServiceUnavailable } from '../core/errors.ts';
 import { errorResponse } from '../core/format.ts';
+import { recordResponse, startTimer } from '../core/metrics.ts';
 import { type ReadTier, serveRead } from '../core/read-api.ts';
+import type { Readiness } from '../core/readiness.ts';
 import { type Clock, type KvObject, type Revision, type RevisionBatch, systemClock } from '../core/types.ts';
 import { WatchCache } from '../core/watch-cache.ts';
 import { edgeTier } from './edge-tier.ts';
 import { type Bindings, type EdgeSettings, parseEnv } from './env.ts';
+import { workerLogger } from './log.ts';
+import {
+  collectReplicaState,
+  MemoryMetrics,
+  PROMETHEUS_CONTENT_TYPE,
+  ReplicaCacheMetrics,
+  replicaReadiness,
+} from './metrics.ts';
 import { RateLimiter } from './rate-limit.ts';
 import { RelayLink } from './relay-link.ts';
 import { ReplicaStorage } from './storage.ts';
@@ -41,7 +51,10 @@ export class Replica extends DurableObject<Bindings> {
   /** Validated once; the Worker has refused every request already if they are bad. */
   readonly #settings: EdgeSettings = parseEnv(this.env);
   readonly #clock: Clock = systemClock;
-  readonly #cache = new WatchCache({ clock: systemClock, ...EDGE_HISTORY });
+  readonly #metrics = new MemoryMetrics();
+  readonly #cacheMetrics = new ReplicaCacheMetrics(this.#metrics);
+  readonly #cache = new WatchCache({ clock: systemClock, ...EDGE_HISTORY, metrics: this.#cacheMetrics });
+  #readiness: Readiness | undefined;
   #storage: ReplicaStorage | undefined;
   #link: RelayLink | undefined;
   #lastActivityAt = 0;
@@ -59,11 +72,38 @@ export class Replica extends DurableObject<Bindings> {
     if (name === null || prefix === null) {
       return errorResponse(new ServiceUnavailable('replica reached without routing headers'), 'edge');
     }
-    if (this.#status.kind === 'cold') {
-      await this.ctx.blockConcurrencyWhile(async () => this.#start(name, prefix));
+    const cold = this.#status.kind === 'cold';
+    if (cold) await this.ctx.blockConcurrencyWhile(async () => this.#start(name, prefix));
+    // Looking at the status, metrics or readiness is not reading: it must not keep an idle
+    // replica's stream open (one it woke up closes after the idle time).
+    const internal = this.#internal(new URL(request.url), name);
+    if (internal !== undefined) {
+      if (cold) this.#touch();
+      return internal;
     }
-    // Looking at the status is not reading: it must not keep an idle replica's stream open.
-    if (new URL(request.url).pathname === '/_replica/status') return Response.json(this.status());
+    const elapsed = startTimer(this.#clock);
+    const response = await this.#serveClient(request);
+    recordResponse(this.#metrics, request, response, 'edge', elapsed());
+    return response;
+  }
+
+  #internal(url: URL, name: string): Response | undefined {
+    switch (url.pathname) {
+      case '/_replica/status':
+        return Response.json(this.status());
+      case '/_replica/metrics': {
+        const location = name.split('|')[0] ?? '';
+        const text = this.#metrics.text({ tier: 'edge', location });
+        return new Response(text, { headers: { 'Content-Type': PROMETHEUS_CONTENT_TYPE } });
+      }
+      case '/_replica/readyz':
+        return this.#readiness?.response(url.searchParams.has('verbose'));
+      default:
+        return undefined;
+    }
+  }
+
+  async #serveClient(request: Request): Promise<Response> {
     this.#touch();
     const clean = stripInternalHeaders(request);
     // The relay sends the client tokens right after the stream opens; until they are here the
@@ -107,6 +147,7 @@ export class Replica extends DurableObject<Bindings> {
     const scopes = this.ctx.storage.kv.get<ScopeTable>(SCOPES_KEY);
     if (scopes !== undefined) this.#setScopes(scopes);
     this.#status = { kind: 'serving', name, prefix };
+    const log = workerLogger('replica', { replica: name });
     this.#link = new RelayLink({
       relayUrl: this.#settings.relayUrl,
       secret: this.#settings.replicationSecret,
@@ -122,11 +163,23 @@ export class Replica extends DurableObject<Bindings> {
           this.ctx.storage.kv.put(SCOPES_KEY, table);
           this.#setScopes(table);
         },
-        log: (msg, fields) => console.log(JSON.stringify({ replica: name, msg, ...fields })),
+        log: (msg, fields) => log.info(msg, fields),
       },
       heartbeatMs: this.#settings.heartbeatMs,
     });
     this.#readTier = this.#makeTier(name, this.#link);
+    this.#cacheMetrics.prefix = prefix;
+    const state = {
+      prefix,
+      replica: name,
+      cache: this.#cache,
+      watchers: () => this.#watchers,
+      link: this.#link,
+      clock: this.#clock,
+      hasTokens: () => this.#authorizer !== undefined,
+    };
+    this.#readiness = replicaReadiness(state);
+    collectReplicaState(this.#metrics, state, this.#readiness);
     this.#link.start();
   }
 
@@ -193,6 +246,7 @@ export class Replica extends DurableObject<Bindings> {
       replica: name,
       authorizer: () => this.#authorizer,
       limiter: new RateLimiter(rateLimit.ratePerSecond, rateLimit.burst, this.#clock),
+      metrics: this.#metrics,
       onWatch: (delta) => {
         this.#watchers += delta;
         this.#touch();

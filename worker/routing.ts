@@ -7,7 +7,8 @@ import { ApiError } from '../core/errors.ts';
 import { errorResponse } from '../core/format.ts';
 import { exposedPrefixFor, parseReadRequest } from '../core/request.ts';
 
-const STATUS_PATH = '/_replica/status/';
+/** `/_replica/{status,metrics,readyz}/{prefix}`: about one replica, no read. */
+const INTERNAL_PATH = /^\/_replica\/(status|metrics|readyz)\//;
 
 /** The exposed prefix whose replica serves `url`, or the error response to send instead. */
 export function exposedPrefixOfPath(
@@ -16,8 +17,9 @@ export function exposedPrefixOfPath(
   continueSecret: string | undefined,
 ): string | Response {
   try {
-    if (url.pathname.startsWith(STATUS_PATH)) {
-      return exposedPrefixFor(`/${url.pathname.slice(STATUS_PATH.length)}`, exposedPrefixes, 'prefix');
+    const internal = INTERNAL_PATH.exec(url.pathname);
+    if (internal !== null) {
+      return exposedPrefixFor(`/${url.pathname.slice(internal[0].length)}`, exposedPrefixes, 'prefix');
     }
     return parseReadRequest(url.pathname, url.searchParams, {
       exposedPrefixes,
