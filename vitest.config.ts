@@ -18,5 +18,8 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     teardownTimeout: 30_000,
+    // Waiting on an observable condition (expect.poll; vi.waitFor takes the timeout per call):
+    // long enough for a loaded machine, short enough that a condition that never holds fails.
+    expect: { poll: { timeout: 10_000, interval: 20 } },
   },
 });

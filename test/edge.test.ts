@@ -4,10 +4,9 @@
  * refusing a wrong secret, recovering from a cut snapshot, and isolating slow watchers.
  */
 import { get as httpGet } from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { encodeContinue } from '../core/continue.ts';
 import { WatchReader } from './contract/watch-reader.ts';
-import { eventually } from './helpers/eventually.ts';
 import { type Stack, startStack, TEST_SECRET } from './helpers/stack.ts';
 import { startProxy } from './helpers/tcp-proxy.ts';
 import { startWorker } from './helpers/worker.ts';
@@ -30,14 +29,18 @@ async function status(baseUrl: string): Promise<ReplicaStatus> {
   return (await res.json()) as ReplicaStatus;
 }
 
-/** Polls the replica's status until `ok` holds; fails the test after `deadlineMs`. */
+/** Polls the replica's status until `ok` holds; fails the test after `timeoutMs`. */
 function until(
   baseUrl: string,
   ok: (s: ReplicaStatus) => boolean,
   what: string,
-  deadlineMs = 10_000,
+  timeoutMs = 10_000,
 ): Promise<ReplicaStatus> {
-  return eventually(() => status(baseUrl), ok, `replica ${what}`, deadlineMs);
+  return vi.waitFor(async () => {
+    const s = await status(baseUrl);
+    if (!ok(s)) throw new Error(`replica never ${what}: ${JSON.stringify(s)}`);
+    return s;
+  }, timeoutMs);
 }
 
 async function put(stack: Stack, key: string, value: string): Promise<number> {

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Etcd3 } from 'etcd3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { makeObject } from '../core/object.ts';
 import { parseConfig } from '../relay/config.ts';
 import type { HistoryGuardStatus } from '../relay/history-guard.ts';
@@ -18,7 +18,6 @@ import { type RunningRelay, startRelay } from '../relay/server.ts';
 import { restoreMember, saveSnapshot, wipeMember } from '../scripts/lib/etcd-history.ts';
 import { type EtcdProcess, startEtcd } from '../scripts/lib/etcd-process.ts';
 import { WatchReader } from './contract/watch-reader.ts';
-import { eventually } from './helpers/eventually.ts';
 import { startProxy, type TcpProxy } from './helpers/tcp-proxy.ts';
 
 const PREFIX = '/registry/';
@@ -102,12 +101,12 @@ async function putMany(prefix: string, n: number): Promise<number> {
 
 /** Waits until the relay's cache (rv=0) holds exactly what etcd holds. */
 async function cacheMatchesEtcd(what: string): Promise<void> {
-  await eventually(
-    async () => ({ relay: await relayList('?resourceVersion=0'), etcd: await etcdState() }),
-    (s) => s.relay.status === 200 && JSON.stringify(s.relay.items) === JSON.stringify(s.etcd.items),
-    what,
-    20_000,
-  );
+  await vi.waitFor(async () => {
+    const relay = await relayList('?resourceVersion=0');
+    const etcd = await etcdState();
+    expect(relay.status, what).toBe(200);
+    expect(JSON.stringify(relay.items), what).toBe(JSON.stringify(etcd.items));
+  }, 20_000);
 }
 
 describe('the relay across etcd histories', () => {
@@ -115,11 +114,9 @@ describe('the relay across etcd histories', () => {
     timeout: 60_000,
   }, async () => {
     const old = await putMany('wipe/a', 20);
-    await eventually(
-      () => relayList('?resourceVersion=0'),
-      (l) => l.revision >= old,
-      'the relay caught up',
-    );
+    await expect
+      .poll(async () => (await relayList('?resourceVersion=0')).revision, { message: 'the relay caught up' })
+      .toBeGreaterThanOrEqual(old);
     const watch = await WatchReader.open(`${relay.url}/v1/list${PREFIX}?watch=true&resourceVersion=${old}`);
     const before = (await guard()).historyChanges;
 
@@ -148,11 +145,9 @@ describe('the relay across etcd histories', () => {
     const snapshot = path.join(scratch, 'older.db');
     await saveSnapshot(etcd.endpoint, snapshot);
     const cached = await putMany('restore/b', 10);
-    await eventually(
-      () => relayList('?resourceVersion=0'),
-      (l) => l.revision >= cached,
-      'the relay caught up',
-    );
+    await expect
+      .poll(async () => (await relayList('?resourceVersion=0')).revision, { message: 'the relay caught up' })
+      .toBeGreaterThanOrEqual(cached);
     const before = (await guard()).historyChanges;
 
     // The relay sees nothing while etcd goes back and then beyond the cache's revision.
@@ -179,11 +174,9 @@ describe('the relay across etcd histories', () => {
     const snapshot = path.join(scratch, 'bump.db');
     await saveSnapshot(etcd.endpoint, snapshot);
     const cached = await putMany('bump/a', 5);
-    await eventually(
-      () => relayList('?resourceVersion=0'),
-      (l) => l.revision >= cached,
-      'the relay caught up',
-    );
+    await expect
+      .poll(async () => (await relayList('?resourceVersion=0')).revision, { message: 'the relay caught up' })
+      .toBeGreaterThanOrEqual(cached);
     const watch = await WatchReader.open(
       `${relay.url}/v1/list${PREFIX}?watch=true&resourceVersion=${cached}`,
     );
@@ -218,10 +211,18 @@ describe('the relay across etcd histories', () => {
       'planted',
     );
 
-    const after = await eventually(guard, (g) => g.mismatches > before.mismatches, 'the self-check found it');
+    const after = await vi.waitFor(async () => {
+      const g = await guard();
+      expect(g.mismatches, 'the self-check found it').toBeGreaterThan(before.mismatches);
+      return g;
+    }, 10_000);
     expect(after.lastReason ?? '').toContain('differ');
     await cacheMatchesEtcd('the cache was repaired');
-    await eventually(guard, (g) => g.ok > after.ok && g.lastResult === 'ok', 'a good check after the repair');
+    await vi.waitFor(async () => {
+      const g = await guard();
+      expect(g.ok, 'a good check after the repair').toBeGreaterThan(after.ok);
+      expect(g.lastResult).toBe('ok');
+    }, 10_000);
     expect((await guard()).lastGoodAt).toBeGreaterThan(0);
   });
 
@@ -234,11 +235,9 @@ describe('the relay across etcd histories', () => {
     const token = ((await page.json()) as { metadata: { continue?: string } }).metadata.continue;
     expect(token).toBeTruthy();
     const head = await putMany('compact/b', 3);
-    await eventually(
-      () => relayList('?resourceVersion=0'),
-      (l) => l.revision >= head,
-      'the relay caught up',
-    );
+    await expect
+      .poll(async () => (await relayList('?resourceVersion=0')).revision, { message: 'the relay caught up' })
+      .toBeGreaterThanOrEqual(head);
     const exactUrl = `${relay.url}/v1/list${PREFIX}?resourceVersion=${first}&resourceVersionMatch=Exact`;
     expect((await fetch(exactUrl)).status).toBe(200);
 

@@ -4,11 +4,10 @@
  * most-recent list is a consistent read), the gauges equal what the status endpoints say, no key
  * reaches a label, and the edge's hand-written exposition has the relay's families exactly.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { M } from '../core/metrics.ts';
 import { RelayMetrics } from '../relay/metrics.ts';
 import { MemoryMetrics } from '../worker/metrics.ts';
-import { eventually } from './helpers/eventually.ts';
 import { type Exposition, parseExposition, scrape } from './helpers/prometheus.ts';
 import { type Stack, startStack } from './helpers/stack.ts';
 
@@ -61,20 +60,26 @@ describe('metrics at both tiers', () => {
       signal: controller.signal,
     });
     const reader = watch.body?.getReader();
-    await eventually(metrics, (m) => m.value('edgewatch_watchers', P) === 1, 'a watcher counted');
+    await expect
+      .poll(async () => (await metrics()).value('edgewatch_watchers', P), { message: 'a watcher counted' })
+      .toBe(1);
     const dispatchedBefore = before.valueOr0('edgewatch_watch_cache_events_dispatched_total', P);
     await stack.client.put('/registry/metrics/b').value('2');
-    const m = await eventually(
-      metrics,
-      (x) => x.valueOr0('edgewatch_watch_cache_events_dispatched_total', P) === dispatchedBefore + 1,
-      'the event dispatched to the watcher',
-    );
+    const m = await vi.waitFor(async () => {
+      const x = await metrics();
+      expect(x.valueOr0('edgewatch_watch_cache_events_dispatched_total', P), 'the event dispatched').toBe(
+        dispatchedBefore + 1,
+      );
+      return x;
+    }, 10_000);
     expect(m.value('edgewatch_responses_total', { served_by: 'relay', route: 'watch', code: '200' })).toBe(
       before.valueOr0('edgewatch_responses_total', { served_by: 'relay', route: 'watch', code: '200' }) + 1,
     );
     controller.abort();
     await reader?.cancel().catch(() => {});
-    await eventually(metrics, (x) => x.value('edgewatch_watchers', P) === 0, 'the watcher gone');
+    await expect
+      .poll(async () => (await metrics()).value('edgewatch_watchers', P), { message: 'the watcher gone' })
+      .toBe(0);
   });
 
   it('counts a most-recent list as a consistent read and times it, without keys in any label', async () => {
@@ -113,12 +118,14 @@ describe('metrics at both tiers', () => {
   it('serves the same families at each edge replica with tier="edge" and its location', async () => {
     const put = await stack.client.put('/registry/metrics/edge').value('e').exec();
     const revision = Number(put.header.revision);
-    await eventually(
-      async () =>
-        (await (await fetch(`${edgeUrl()}/_replica/status/registry/`)).json()) as { revision: number },
-      (s) => s.revision >= revision,
-      'the replica at the write',
-    );
+    await expect
+      .poll(
+        async () =>
+          ((await (await fetch(`${edgeUrl()}/_replica/status/registry/`)).json()) as { revision: number })
+            .revision,
+        { message: 'the replica at the write' },
+      )
+      .toBeGreaterThanOrEqual(revision);
     const got = await fetch(`${edgeUrl()}/v1/kv/registry/metrics/edge?resourceVersion=${revision}`);
     expect(got.status).toBe(200);
     expect(got.headers.get('X-Served-By')).toBe('edge');
@@ -145,11 +152,14 @@ describe('metrics at both tiers', () => {
     const before = (await edgeMetrics()).valueOr0('edgewatch_watch_cache_events_received_total', P);
     const put = await stack.client.put('/registry/metrics/edge2').value('e').exec();
     const revision = Number(put.header.revision);
-    const m = await eventually(
-      edgeMetrics,
-      (x) => x.value('edgewatch_watch_cache_resource_version', P) >= revision,
-      'the replica at the write',
-    );
+    const m = await vi.waitFor(async () => {
+      const x = await edgeMetrics();
+      expect(
+        x.value('edgewatch_watch_cache_resource_version', P),
+        'the replica at the write',
+      ).toBeGreaterThanOrEqual(revision);
+      return x;
+    }, 10_000);
     expect(m.value('edgewatch_watch_cache_events_received_total', P)).toBe(before + 1);
   });
 
@@ -158,13 +168,12 @@ describe('metrics at both tiers', () => {
       'X-Edge-Replica',
     );
     const replica = { replica: name ?? '' };
-    const m = await eventually(
-      metrics,
-      (x) =>
-        x.valueOr0('edgewatch_replication_lag_revisions', replica) === 0 &&
-        x.samples.some((s) => s.name === 'edgewatch_replication_lag_revisions'),
-      'the replica caught up',
-    );
+    const m = await vi.waitFor(async () => {
+      const x = await metrics();
+      expect(x.samples.some((s) => s.name === 'edgewatch_replication_lag_revisions')).toBe(true);
+      expect(x.valueOr0('edgewatch_replication_lag_revisions', replica), 'the replica caught up').toBe(0);
+      return x;
+    }, 10_000);
     expect(m.value('edgewatch_replica_connections')).toBe(1);
     expect(m.value('edgewatch_replication_lag_seconds', replica)).toBe(0);
   });

@@ -8,11 +8,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { WebSocket } from 'ws';
 import { sha256Hex } from '../core/sha256.ts';
 import type { Logger } from '../relay/log.ts';
-import { eventually } from './helpers/eventually.ts';
 import { type Stack, startStack, TEST_SECRET } from './helpers/stack.ts';
 import { startWorker } from './helpers/worker.ts';
 
@@ -113,11 +112,11 @@ describe('credentials and scopes', () => {
   });
 
   it('answers from the edge replica itself once it has the scope table', async () => {
-    const res = await eventually(
-      () => probe(`${stack.worker?.url}/v1/kv${PREFIX}configmaps/app?resourceVersion=0`, CM_TOKEN),
-      (r) => r.servedBy === 'edge',
-      'served by the edge',
-    );
+    const res = await vi.waitFor(async () => {
+      const r = await probe(`${stack.worker?.url}/v1/kv${PREFIX}configmaps/app?resourceVersion=0`, CM_TOKEN);
+      expect(r.servedBy).toBe('edge');
+      return r;
+    }, 10_000);
     expect(res.status).toBe(200);
   });
 
@@ -130,11 +129,11 @@ describe('credentials and scopes', () => {
       grant('later', LATER_TOKEN, [PREFIX]),
     ]);
     for (const { url } of tiers()) {
-      await eventually(
-        () => probe(`${url}/v1/list${PREFIX}`, LATER_TOKEN),
-        (r) => r.status === 200,
-        `accepted the new token at ${url}`,
-      );
+      await expect
+        .poll(async () => (await probe(`${url}/v1/list${PREFIX}`, LATER_TOKEN)).status, {
+          message: `accepted the new token at ${url}`,
+        })
+        .toBe(200);
     }
   });
 
