@@ -7,6 +7,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: [
+      'client/**/*.test.ts',
       'core/**/*.test.ts',
       'relay/**/*.test.ts',
       'worker/**/*.test.ts',
