@@ -5,7 +5,8 @@
  * test/client.test.ts.
  */
 import { describe, expect, it } from 'vitest';
-import type { Cancel, Clock, KvObject } from '../core/types.ts';
+import type { KvObject } from '../core/types.ts';
+import { ManualClock } from '../test/helpers/manual-clock.ts';
 import { EdgewatchClient } from './client.ts';
 import type { Informer } from './informer.ts';
 
@@ -95,26 +96,12 @@ function statusAnswer(code: number, reason: string, retryAfterSeconds?: number):
     );
 }
 
-/** A clock whose timers fire only when the test says; `delays` records every wait asked for. */
-class ManualClock implements Clock {
-  readonly delays: number[] = [];
-  #timers: { fn: () => void; cancelled: boolean }[] = [];
-  now = () => 0;
-  setTimeout(fn: () => void, ms: number): Cancel {
-    const timer = { fn, cancelled: false };
-    this.delays.push(ms);
-    this.#timers.push(timer);
-    return () => {
-      timer.cancelled = true;
-    };
-  }
-  /** Fires every pending timer. */
-  fire(): void {
-    for (const t of this.#timers.splice(0)) if (!t.cancelled) t.fn();
-  }
-  get pending(): number {
-    return this.#timers.filter((t) => !t.cancelled).length;
-  }
+/** Waits for the informer to back off, then lets the delay pass; returns the delay. */
+async function backOff(clock: ManualClock): Promise<number> {
+  await until(() => clock.pending.length > 0, 'backing off');
+  const delay = clock.pending[0] ?? 0;
+  await clock.advance(delay);
+  return delay;
 }
 
 /** Lets the informer's promises run until `ready()` holds (bounded; no timers involved). */
@@ -190,8 +177,7 @@ describe('Informer', () => {
     first.send(added(obj('a', 11)) + added(obj('b', 12)));
     await until(() => informer.revision === 12, 'applied b');
     first.cut();
-    await until(() => clock.pending > 0, 'backing off');
-    clock.fire();
+    await backOff(clock);
     const second = await server.nextWatch(1);
     expect(second.url.searchParams.get('resourceVersion')).toBe('11');
     second.send(added(obj('b', 12)) + added(obj('c', 12)) + added(obj('d', 13)));
@@ -217,7 +203,7 @@ describe('Informer', () => {
     first.end();
     const second = await server.nextWatch(1);
     expect(second.url.searchParams.get('resourceVersion')).toBe('30');
-    expect(clock.delays).toEqual([]);
+    expect(clock.pending).toEqual([]);
     await informer.stop();
   });
 
@@ -230,10 +216,8 @@ describe('Informer', () => {
     // rv=0 relist answered by a tier that is behind: thrown away.
     server.lists.push(listAnswer(5, [obj('a', 4)]));
     server.lists.push(listAnswer(15, [obj('a', 14, 'x', 4), obj('c', 13), obj('d', 15)]));
-    for (let attempt = 0; attempt < 2; attempt++) {
-      await until(() => clock.pending > 0, 'backing off');
-      clock.fire();
-    }
+    await backOff(clock);
+    await backOff(clock);
     const second = await server.nextWatch(1);
     expect(second.url.searchParams.get('resourceVersion')).toBe('15');
     const lists = server.requests.filter((u) => u.searchParams.get('watch') !== 'true');
@@ -259,13 +243,10 @@ describe('Informer', () => {
     server.lists.push(statusAnswer(429, 'TooManyRequests', 3));
     server.lists.push(listAnswer(10, []));
     informer.start();
-    for (let attempt = 0; attempt < 3; attempt++) {
-      await until(() => clock.pending > 0, `backing off after failure ${attempt + 1}`);
-      clock.fire();
-    }
+    const delays = [await backOff(clock), await backOff(clock), await backOff(clock)];
     await informer.waitForSync();
     // random() = 0.5: half of each base is fixed, a quarter more is the jitter.
-    expect(clock.delays).toEqual([75, 150, 3000]);
+    expect(delays).toEqual([75, 150, 3000]);
     expect(errors.map((e) => (e as { code?: number }).code)).toEqual([503, 503, 429]);
     await informer.stop();
   });

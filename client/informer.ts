@@ -24,6 +24,7 @@
  *
  * Runs in Node, a Worker and a browser: time and randomness come from an injected clock.
  */
+import { Backoff } from '../core/backoff.ts';
 import type { Clock, KvObject } from '../core/types.ts';
 import { systemClock } from '../core/types.ts';
 import type { EdgewatchClient, ListOptions } from './client.ts';
@@ -47,7 +48,7 @@ export interface InformerOptions {
   /** List in pages of this many objects (default: one response). */
   readonly pageSize?: number;
   readonly clock?: Clock;
-  /** Default: exponential from 100 ms to 5 s, with jitter. */
+  /** Default: core/backoff.ts, exponential from 100 ms to 5 s with jitter. */
   readonly backoff?: RetryDelays;
   /** Uniform in [0, 1), for the default backoff's jitter. Default `Math.random`. */
   readonly random?: () => number;
@@ -109,7 +110,9 @@ export class Informer {
     this.prefix = options.prefix;
     this.#options = options;
     this.#clock = options.clock ?? systemClock;
-    this.#backoff = options.backoff ?? new JitteredBackoff(options.random ?? Math.random);
+    this.#backoff =
+      options.backoff ??
+      new Backoff({ clock: this.#clock, ...(options.random ? { random: options.random } : {}) });
   }
 
   /** Registers a handler; returns its removal. */
@@ -347,22 +350,5 @@ export class Informer {
       const cancel = this.#clock.setTimeout(done, ms);
       signal.addEventListener('abort', done, { once: true });
     });
-  }
-}
-
-/** Exponential from 100 ms to 5 s with "equal jitter" (half fixed, half random). */
-class JitteredBackoff implements RetryDelays {
-  readonly #random: () => number;
-  #failures = 0;
-  constructor(random: () => number) {
-    this.#random = random;
-  }
-  nextDelay(): number {
-    const base = Math.min(5_000, 100 * 2 ** this.#failures);
-    this.#failures++;
-    return base / 2 + (this.#random() * base) / 2;
-  }
-  reset(): void {
-    this.#failures = 0;
   }
 }
