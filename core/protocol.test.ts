@@ -25,6 +25,7 @@ const obj = (key: string, modRevision: number, extra: Partial<KvObject> = {}): K
 const edgeMessages = [
   { v: 1, type: 'hello', prefix: '/registry/', replica: 'iad/registry/0' },
   { v: 1, type: 'hello', prefix: '/registry/', replica: 'iad', fromRevision: 41 },
+  { v: 1, type: 'hello', prefix: '/registry/', replica: 'iad', fromRevision: 41, digest: '00ff00ff00ff00ff' },
   { v: 1, type: 'ping' },
   { v: 1, type: 'pong' },
   { v: 1, type: 'revisionRequest', id: 7 },
@@ -32,6 +33,7 @@ const edgeMessages = [
 
 const relayMessages = [
   { v: 1, type: 'snapshotStart', revision: 10, total: 2 },
+  { v: 1, type: 'snapshotStart', revision: 3, total: 0, newHistory: true },
   {
     v: 1,
     type: 'snapshotChunk',
@@ -42,6 +44,7 @@ const relayMessages = [
   },
   { v: 1, type: 'snapshotChunk', objects: [] },
   { v: 1, type: 'snapshotEnd', revision: 10 },
+  { v: 1, type: 'snapshotEnd', revision: 10, digest: '0123456789abcdef' },
   {
     v: 1,
     type: 'batches',
@@ -60,6 +63,13 @@ const relayMessages = [
     ],
   },
   { v: 1, type: 'progress', revision: 12 },
+  { v: 1, type: 'progress', revision: 12, digest: 'fedcba9876543210' },
+  {
+    v: 1,
+    type: 'batches',
+    batches: [{ revision: 13, events: [{ type: 'PUT', object: obj('/r/d', 13, { createRevision: 13 }) }] }],
+    digest: '0000000000000001',
+  },
   { v: 1, type: 'revisionResponse', id: 7, revision: 12 },
   { v: 1, type: 'revisionResponse', id: 8, error: toStatus(new TooLargeResourceVersion(20, 12)) },
   { v: 1, type: 'ping' },
@@ -253,6 +263,25 @@ const garbage: [string, unknown][] = [
     { v: 1, type: 'error', status: { ...toStatus(new Error('x')), details: { causes: [1] } } },
   ],
 ];
+
+describe('history identity fields', () => {
+  it.each([
+    [
+      'a digest that is not 16 lowercase hex digits',
+      { v: 1, type: 'progress', revision: 3, digest: 'ABCDEF0123456789' },
+    ],
+    ['a short digest', { v: 1, type: 'batches', batches: [], digest: '01' }],
+    ['a digest that is a number', { v: 1, type: 'snapshotEnd', revision: 3, digest: 12 }],
+    ['newHistory other than true', { v: 1, type: 'snapshotStart', revision: 3, total: 0, newHistory: 1 }],
+  ])('refuses %s', (_what, message) => {
+    expect(() => decodeRelayMessage(JSON.stringify(message))).toThrow(ProtocolError);
+  });
+
+  it('refuses a hello digest without the revision it is the digest at', () => {
+    const hello = { v: 1, type: 'hello', prefix: '/registry/', replica: 'iad', digest: '0123456789abcdef' };
+    expect(() => decodeEdgeMessage(JSON.stringify(hello))).toThrow(/digest without fromRevision/);
+  });
+});
 
 describe('decode refuses garbage', () => {
   it.each(garbage)('throws ProtocolError for %s', (_name, value) => {

@@ -8,7 +8,7 @@
  * One WebSocket per (replica, exposed prefix), authenticated at the upgrade (not here):
  *
  *   edge                                   relay
- *    | hello {prefix, replica, fromRevision?} |
+ *    | hello {prefix, replica, fromRevision?, digest?}
  *    |--------------------------------------->|  fromRevision still in the relay's window?
  *    |          snapshotStart {revision,total} |    no (or absent): snapshot
  *    |<--------- snapshotChunk {objects} ×k ---|
@@ -34,6 +34,13 @@
  *
  * Versioning: every message carries `v: 1`; a peer that receives another version gets a
  * `ProtocolError` and closes. Fields may be added to v1 only as optional, ignorable ones.
+ *
+ * History identity (optional v1 fields, 16 hex digits each, core/digest.ts): `hello.digest` is
+ * the edge's digest at `fromRevision`; the relay resumes only if its own digest there is the same,
+ * and otherwise (or when etcd never reached `fromRevision`) starts a snapshot with `newHistory`,
+ * which the edge takes even if older. `batches.digest`, `progress.digest` and
+ * `snapshotEnd.digest` are the relay's digest at the message's last revision; the edge compares
+ * its own after applying the message, and on a mismatch drops its state and takes a snapshot.
  *
  * Wire encoding — measured (`npx tsx scripts/protocol-size.ts`: 1,000 single-event batches of
  * ~1 KB JSON values, Node 20, 2 cores): JSON objects 1,323 KiB (gzip 273 KiB), positional arrays
@@ -67,6 +74,12 @@ export interface HelloMessage {
   readonly fromRevision?: Revision;
   /** The replica's name (location, prefix, shard), for logs and the dashboard. */
   readonly replica: string;
+  /**
+   * The digest (core/digest.ts) of the edge's stored state at `fromRevision`: its history
+   * identity. The relay resumes only when its own digest at that revision is the same;
+   * otherwise it sends a `snapshotStart` with `newHistory`.
+   */
+  readonly digest?: string;
 }
 export interface PingMessage {
   readonly v: 1;
@@ -89,6 +102,11 @@ export interface SnapshotStartMessage {
   readonly type: 'snapshotStart';
   readonly revision: Revision;
   readonly total: number;
+  /**
+   * The edge's state is not in the relay's history (etcd was wiped or restored, or the digests
+   * disagreed): drop it now, stop serving it, and take this snapshot even if it is older.
+   */
+  readonly newHistory?: true;
 }
 export interface SnapshotChunkMessage {
   readonly v: 1;
@@ -100,18 +118,24 @@ export interface SnapshotEndMessage {
   readonly v: 1;
   readonly type: 'snapshotEnd';
   readonly revision: Revision;
+  /** The relay's digest of the snapshot: the edge checks what it received against it. */
+  readonly digest?: string;
 }
 /** Ordered changes, one `RevisionBatch` per etcd revision (transactions never split). */
 export interface BatchesMessage {
   readonly v: 1;
   readonly type: 'batches';
   readonly batches: readonly RevisionBatch[];
+  /** The relay's digest of the whole prefix after the last batch: the edge compares its own. */
+  readonly digest?: string;
 }
 /** Nothing changed in the prefix up to `revision` (`CacheSink.progress`). */
 export interface ProgressMessage {
   readonly v: 1;
   readonly type: 'progress';
   readonly revision: Revision;
+  /** The relay's digest of the prefix at `revision`, as on `batches`. */
+  readonly digest?: string;
 }
 export type RevisionResponseMessage =
   | { readonly v: 1; readonly type: 'revisionResponse'; readonly id: number; readonly revision: Revision }
@@ -221,17 +245,32 @@ function decodeTyped(text: unknown, allowed: ReadonlySet<string> | undefined): M
         prefix: string(m.prefix, '$.prefix', 1),
         replica: string(m.replica, '$.replica', 1, 256),
       };
-      return m.fromRevision === undefined
-        ? hello
-        : { ...hello, fromRevision: revision(m.fromRevision, '$.fromRevision') };
+      if (m.fromRevision === undefined) {
+        if (m.digest !== undefined) throw new ProtocolError('$.digest', 'a digest without fromRevision');
+        return hello;
+      }
+      return {
+        ...hello,
+        fromRevision: revision(m.fromRevision, '$.fromRevision'),
+        ...optionalDigest(m.digest),
+      };
     }
     case 'ping':
     case 'pong':
       return { v, type };
     case 'revisionRequest':
       return { v, type, id: count(m.id, '$.id') };
-    case 'snapshotStart':
-      return { v, type, revision: revision(m.revision, '$.revision'), total: count(m.total, '$.total') };
+    case 'snapshotStart': {
+      const start: SnapshotStartMessage = {
+        v,
+        type,
+        revision: revision(m.revision, '$.revision'),
+        total: count(m.total, '$.total'),
+      };
+      if (m.newHistory === undefined) return start;
+      if (m.newHistory !== true) throw new ProtocolError('$.newHistory', 'not true');
+      return { ...start, newHistory: true };
+    }
     case 'snapshotChunk':
       return {
         v,
@@ -239,11 +278,11 @@ function decodeTyped(text: unknown, allowed: ReadonlySet<string> | undefined): M
         objects: array(m.objects, '$.objects').map((o, i) => kvObject(o, `$.objects[${i}]`)),
       };
     case 'snapshotEnd':
-      return { v, type, revision: revision(m.revision, '$.revision') };
+      return { v, type, revision: revision(m.revision, '$.revision'), ...optionalDigest(m.digest) };
     case 'batches':
-      return { v, type, batches: batches(m.batches, '$.batches') };
+      return { v, type, batches: batches(m.batches, '$.batches'), ...optionalDigest(m.digest) };
     case 'progress':
-      return { v, type, revision: revision(m.revision, '$.revision') };
+      return { v, type, revision: revision(m.revision, '$.revision'), ...optionalDigest(m.digest) };
     case 'revisionResponse': {
       const id = count(m.id, '$.id');
       if (m.error !== undefined) {
@@ -300,6 +339,16 @@ function revision(value: unknown, path: string): Revision {
   const n = count(value, path);
   if (n === 0) throw new ProtocolError(path, 'revision 0');
   return n;
+}
+
+const DIGEST = /^[0-9a-f]{16}$/;
+
+/** `{ digest }` when present (16 lowercase hex digits, core/digest.ts), `{}` when absent. */
+function optionalDigest(value: unknown): { digest?: string } {
+  if (value === undefined) return {};
+  if (typeof value !== 'string' || !DIGEST.test(value))
+    throw new ProtocolError('$.digest', 'not 16 lowercase hex digits');
+  return { digest: value };
 }
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;

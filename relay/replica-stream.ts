@@ -5,10 +5,12 @@
  */
 import type { RawData, WebSocket } from 'ws';
 import type { ScopeTable } from '../core/auth.ts';
+import { formatDigest } from '../core/digest.ts';
 import {
   BadRequest,
   Expired,
   Forbidden,
+  HistoryChanged,
   ServiceUnavailable,
   TooManyRequests,
   toStatus,
@@ -26,6 +28,7 @@ import {
 import type { Cancel, Clock, KvObject, Revision, RevisionBatch } from '../core/types.ts';
 import type { Logger } from './log.ts';
 import type { PrefixCache } from './prefix-cache.ts';
+import { digestField, replicaStart } from './replica-history.ts';
 
 /** What replication needs of a prefix's cache; `PrefixCache` is one. */
 export type ReplicationSource = Pick<
@@ -111,6 +114,8 @@ export class ReplicaStream {
   #pendingBytes = 0;
   #pendingProgress: Revision = 0;
   #flushScheduled = false;
+  /** Bumped per snapshot: a snapshot still being sent stops when a newer one starts. */
+  #snapshotGeneration = 0;
   /** Bytes handed to ws.send whose callback has not fired (written to the kernel). */
   #unflushed = 0;
   #drainWaiters: (() => void)[] = [];
@@ -202,9 +207,13 @@ export class ReplicaStream {
       return this.#fail(new ServiceUnavailable(`the relay's cache of ${hello.prefix} is still loading`));
     }
     if (this.#isClosed) return;
-    const from = hello.fromRevision;
-    if (from !== undefined && from >= source.cache.history.startRevision) return this.#resume(source, from);
-    return this.#sendSnapshot(source);
+    // History identity (relay/replica-history.ts): resume only a state that is in this history.
+    const start = await replicaStart(source, hello, this.#ctx.readyTimeoutMs);
+    if (this.#isClosed) return;
+    if (start.mode === 'resume') return this.#resume(source, start.from);
+    if (start.newHistory)
+      this.#ctx.log.warn('replica holds another history, sending a snapshot', this.#fields());
+    return this.#sendSnapshot(source, start.newHistory);
   }
 
   /** Everything after `from` from the history, then live. Synchronous: no gap with the cache. */
@@ -219,20 +228,28 @@ export class ReplicaStream {
     // Nothing new: say so at once, so the replica knows its resume was accepted. Not when the
     // replica is ahead of the cache: nothing at or below its revision may be sent.
     if (from <= revision && this.#pending.length === 0 && this.#pendingProgress === 0) {
-      this.#send({ v: 1, type: 'progress', revision: from });
+      this.#send({ v: 1, type: 'progress', revision: from, ...digestField(source, from) });
     }
   }
 
   /** The state at the cache's revision in chunks, subscribed from it in the same synchronous step. */
-  async #sendSnapshot(source: ReplicationSource): Promise<void> {
+  async #sendSnapshot(source: ReplicationSource, newHistory = false): Promise<void> {
     const snapshot = source.cache.snapshot();
     const revision = snapshot.revision;
+    const digest = formatDigest(source.cache.digest);
+    const generation = ++this.#snapshotGeneration;
     this.#mode = 'snapshot';
     this.#ctx.stats.snapshots++;
     this.#subscribe(source, revision, true);
     const head = snapshot.list(source.prefix, { limit: 1 });
     this.#logConnected(revision);
-    this.#send({ v: 1, type: 'snapshotStart', revision, total: head.items.length + head.remaining });
+    this.#send({
+      v: 1,
+      type: 'snapshotStart',
+      revision,
+      total: head.items.length + head.remaining,
+      ...(newHistory ? { newHistory: true } : {}),
+    });
     let chunk: KvObject[] = [];
     let bytes = 0;
     let startKey: string | undefined;
@@ -246,14 +263,14 @@ export class ReplicaStream {
         chunk = [];
         bytes = 0;
         await this.#drained();
-        if (this.#isClosed) return;
+        if (this.#isClosed || generation !== this.#snapshotGeneration) return;
       }
       const last = page.items.at(-1);
       if (last === undefined || page.remaining === 0) break;
       startKey = keyAfter(last.key);
     }
     if (chunk.length > 0) this.#send({ v: 1, type: 'snapshotChunk', objects: chunk });
-    this.#send({ v: 1, type: 'snapshotEnd', revision });
+    this.#send({ v: 1, type: 'snapshotEnd', revision, digest });
     this.#sentRevision = revision;
     this.#live = true;
     this.#subscription?.resume();
@@ -313,10 +330,20 @@ export class ReplicaStream {
       bytes += item.bytes;
       this.#sentRevision = item.batch.revision;
     }
-    if (group.length > 0) this.#send({ v: 1, type: 'batches', batches: group });
+    // The last message of the tick carries the relay's digest there, for the replica to compare.
+    const source = this.#source;
+    if (group.length > 0) {
+      const last = this.#pendingProgress > this.#sentRevision ? {} : digestField(source, this.#sentRevision);
+      this.#send({ v: 1, type: 'batches', batches: group, ...last });
+    }
     if (this.#pendingProgress > this.#sentRevision) {
       this.#sentRevision = this.#pendingProgress;
-      this.#send({ v: 1, type: 'progress', revision: this.#pendingProgress });
+      this.#send({
+        v: 1,
+        type: 'progress',
+        revision: this.#pendingProgress,
+        ...digestField(source, this.#pendingProgress),
+      });
     }
     this.#pendingProgress = 0;
   }
@@ -393,6 +420,22 @@ export class ReplicaStream {
     if (this.#isClosed) return;
     if (error === undefined) {
       this.#closeWith(1001, 'relay shutting down');
+    } else if (error instanceof HistoryChanged && this.#source !== undefined) {
+      // The relay's cache now holds another history: the replica must drop its state at once,
+      // so it gets a new snapshot on this very socket, marked `newHistory`. Not from inside the
+      // cache's relist (this runs in its fan-out reset): on the next turn.
+      const source = this.#source;
+      this.#ctx.stats.expired++;
+      this.#subscription = undefined;
+      this.#live = false;
+      this.#pending = [];
+      this.#pendingBytes = 0;
+      this.#pendingProgress = 0;
+      this.#snapshotGeneration++;
+      setImmediate(() => {
+        if (this.#isClosed) return;
+        this.#sendSnapshot(source, true).catch((e: unknown) => this.#fail(e));
+      });
     } else if (error instanceof Expired) {
       this.#ctx.stats.expired++;
       this.#fail(error);

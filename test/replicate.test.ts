@@ -10,6 +10,7 @@ import { Etcd3 } from 'etcd3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type RawData, WebSocket } from 'ws';
 import type { ScopeTable } from '../core/auth.ts';
+import { formatDigest } from '../core/digest.ts';
 import {
   type BatchesMessage,
   decodeRelayMessage,
@@ -194,7 +195,12 @@ describe('the replication endpoint', () => {
     const read = await edge.until((m) => m.type === 'snapshotEnd');
     const chunks = read.filter((m) => m.type === 'snapshotChunk');
     const objects = chunks.flatMap((m) => m.objects);
-    expect(read.at(-1)).toEqual({ v: 1, type: 'snapshotEnd', revision: start.revision });
+    expect(read.at(-1)).toEqual({
+      v: 1,
+      type: 'snapshotEnd',
+      revision: start.revision,
+      digest: expect.stringMatching(/^[0-9a-f]{16}$/),
+    });
     expect(
       read.every((m) => m.type === 'snapshotChunk' || m.type === 'snapshotEnd' || m.type === 'ping'),
     ).toBe(true);
@@ -250,7 +256,12 @@ describe('the replication endpoint', () => {
       replica: 'test-current',
       fromRevision: missing[2],
     });
-    expect(await current.next()).toEqual({ v: 1, type: 'progress', revision: missing[2] });
+    expect(await current.next()).toEqual({
+      v: 1,
+      type: 'progress',
+      revision: missing[2],
+      digest: expect.stringMatching(/^[0-9a-f]{16}$/),
+    });
   });
 
   it('sends a snapshot to a replica whose revision has left the window', async () => {
@@ -283,18 +294,49 @@ describe('the replication endpoint', () => {
     expect(new Set(batches[0]?.events.map((e) => e.object.key)).size).toBe(100);
   });
 
-  it('never sends a replica that is ahead of the relay a snapshot or anything at or below its revision', async () => {
+  it('sends a replica that is ahead of etcd itself (another history) a snapshot marked newHistory', async () => {
     const ahead = (await tick()) + 3;
     const edge = await open();
     edge.send({ v: 1, type: 'hello', prefix: '/registry/', replica: 'test-ahead', fromRevision: ahead });
-    const written: number[] = [];
-    for (let i = 0; i < 6; i++) written.push(revisionOf(await client.put(`/registry/ahead/${i}`).value('1')));
-    const batches = await edge.reach(written[5] as number);
-    expect(edge.messages.some((m) => m.type.startsWith('snapshot'))).toBe(false);
-    expect(edge.messages.every((m) => m.type !== 'progress' || m.revision > ahead)).toBe(true);
-    expect(batches.map((b) => b.revision)).toEqual(written.filter((r) => r > ahead));
-    const first = edge.messages[0];
-    expect(first?.type === 'batches' && first.batches[0]?.revision).toBe(ahead + 1);
+    const start = await edge.next();
+    expect(start).toMatchObject({ type: 'snapshotStart', newHistory: true });
+    expect(start.type === 'snapshotStart' && start.revision).toBeLessThan(ahead);
+  });
+
+  it('resumes a replica whose digest at its revision is the relay’s, and re-snapshots one whose digest is not', async () => {
+    const revision = revisionOf(await client.put('/registry/digest/a').value('1'));
+    const cache = relay.caches.get('/registry/')?.cache;
+    if (!cache) throw new Error('no cache');
+    await cache.waitFor(revision, DEADLINE_MS);
+    const digest = formatDigest(cache.digestAt(revision) ?? 0n);
+    const same = await open();
+    same.send({
+      v: 1,
+      type: 'hello',
+      prefix: '/registry/',
+      replica: 'test-same',
+      fromRevision: revision,
+      digest,
+    });
+    expect(await same.until((m) => m.type === 'progress' || m.type.startsWith('snapshot'))).toContainEqual({
+      v: 1,
+      type: 'progress',
+      revision,
+      digest,
+    });
+    const other = await open();
+    const wrong = digest === 'ffffffffffffffff' ? '0000000000000000' : 'ffffffffffffffff';
+    other.send({
+      v: 1,
+      type: 'hello',
+      prefix: '/registry/',
+      replica: 'test-other',
+      fromRevision: revision,
+      digest: wrong,
+    });
+    const read = await other.until((m) => m.type === 'snapshotEnd');
+    expect(read.find((m) => m.type === 'snapshotStart')).toMatchObject({ newHistory: true });
+    expect(read.at(-1)).toMatchObject({ type: 'snapshotEnd', digest: formatDigest(cache.digest) });
   });
 
   it('answers a revisionRequest with etcd revision at least the last write, then progress reaching it', async () => {
