@@ -14,7 +14,9 @@
  * it was enabled on that tier itself (the relay's `--insecure-no-auth`, the Worker's
  * `EDGEWATCH_INSECURE_NO_AUTH`), so a deployed Worker never trusts a relay that says so.
  */
+
 import { Forbidden, Unauthorized } from './errors.ts';
+import { isUnder } from './keys.ts';
 import type { ReadRequest } from './request.ts';
 import { sha256Hex } from './sha256.ts';
 
@@ -65,7 +67,7 @@ export class Authorizer {
     if (this.#insecure) return 'insecure';
     const grant = this.#grant(authorization);
     const target = request.verb === 'get' ? request.key : request.prefix;
-    if (!grant.scopes.some((scope) => target.startsWith(scope))) {
+    if (!grant.scopes.some((scope) => isUnder(target, scope))) {
       const what = request.verb === 'get' ? 'key' : `${request.verb} prefix`;
       throw new Forbidden(`the token may not read the ${what} ${JSON.stringify(target)}`);
     }
@@ -76,7 +78,7 @@ export class Authorizer {
   checkWrite(authorization: string | null, key: string): string {
     if (this.#insecure) return 'insecure';
     const grant = this.#grant(authorization);
-    if (!(grant.writeScopes ?? []).some((scope) => key.startsWith(scope))) {
+    if (!(grant.writeScopes ?? []).some((scope) => isUnder(key, scope))) {
       throw new Forbidden(`the token may not write the key ${JSON.stringify(key)}`);
     }
     return grant.name;

@@ -15,7 +15,7 @@
 
 import { BadRequest } from './errors.ts';
 import type { ListPage } from './format.ts';
-import { keyAfter } from './keys.ts';
+import { isUnder, keyAfter } from './keys.ts';
 import { hmacSha256 } from './sha256.ts';
 import type { KvObject, Revision } from './types.ts';
 
@@ -103,7 +103,7 @@ export function decodeContinue(
   if (token.prefix !== expectedPrefix) {
     throw new BadRequest('continue token was issued for a different prefix');
   }
-  if (!token.start.startsWith(token.prefix)) throw invalid('start key outside its prefix');
+  if (!isUnder(token.start, token.prefix)) throw invalid('start key outside its prefix');
   return token;
 }
 

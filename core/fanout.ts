@@ -18,8 +18,10 @@
  *                        │                         └──── resume(), buffer drained ◄──── paused
  *                        └──── resume() after the buffer overflowed ("lagging") ◄─────────────┘
  */
+
 import { Expired } from './errors.ts';
 import type { EventHistory } from './history.ts';
+import { isUnder } from './keys.ts';
 import type { ChangeEvent, Revision, RevisionBatch } from './types.ts';
 
 /** Default number of live revisions buffered for a paused subscriber before it falls back to history. */
@@ -336,7 +338,7 @@ class Subscriber implements Subscription {
     let kept: ChangeEvent[] | undefined;
     for (let i = 0; i < events.length; i++) {
       const event = events[i] as ChangeEvent;
-      const ok = event.object.key.startsWith(prefix) && (filter === undefined || filter(event));
+      const ok = isUnder(event.object.key, prefix) && (filter === undefined || filter(event));
       if (kept !== undefined) {
         if (ok) kept.push(event);
       } else if (!ok) {

@@ -30,6 +30,7 @@
 
 import { type ContinueToken, decodeContinue } from './continue.ts';
 import { BadRequest, Forbidden, NotFound } from './errors.ts';
+import { isUnder } from './keys.ts';
 import type { Revision } from './types.ts';
 
 /**
@@ -239,8 +240,7 @@ export function exposedPrefixFor(
 ): string {
   let best: string | undefined;
   for (const exposed of exposedPrefixes) {
-    if (keyOrPrefix.startsWith(exposed) && (best === undefined || exposed.length > best.length))
-      best = exposed;
+    if (isUnder(keyOrPrefix, exposed) && (best === undefined || exposed.length > best.length)) best = exposed;
   }
   if (best === undefined) {
     throw new Forbidden(`${kind} ${JSON.stringify(keyOrPrefix)} is outside the exposed prefixes`);

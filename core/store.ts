@@ -8,7 +8,7 @@
  * matter how many writes land while it is being paged or serialised.
  */
 import BTreeImport from 'sorted-btree';
-import { compareKeys } from './keys.ts';
+import { compareKeys, isUnder } from './keys.ts';
 import type { KvObject, Revision } from './types.ts';
 
 type BTree<K, V> = BTreeImport<K, V>;
@@ -84,10 +84,10 @@ class TreeReader implements KeyReader {
     const items: KvObject[] = [];
     const reused: (string | KvObject)[] = [];
     for (const [key, object] of this.tree.entries(start, reused)) {
-      if (!key.startsWith(prefix)) return { items, remaining: 0 };
+      if (!isUnder(key, prefix)) return { items, remaining: 0 };
       if (items.length === limit) {
         // At least one more key: count them all from `key` to the end of the prefix.
-        const remaining = countBefore(this.tree, (k) => compareKeys(k, prefix) < 0 || k.startsWith(prefix));
+        const remaining = countBefore(this.tree, (k) => compareKeys(k, prefix) < 0 || isUnder(k, prefix));
         const done = countBefore(this.tree, (k) => compareKeys(k, key) < 0);
         return { items, remaining: remaining - done };
       }
