@@ -1,7 +1,8 @@
 /**
  * The relay↔edge replication protocol: ONE module both sides import (STYLE.md §4; model:
- * partykit `partysync/src/types.ts`, plus validation on receive). Every send site checks its
- * literal with `satisfies`; every received text goes through `decode*`, which rebuilds the
+ * partykit `partysync/src/types.ts`, plus validation on receive). Every send goes through the
+ * side's one typed `send` (the relay's takes a `RelayMessage`, the edge's an `EdgeMessage`), so
+ * each literal is checked against its union; every received text goes through `decode*`, which rebuilds the
  * message from validated fields (unknown fields are dropped, objects frozen), so nothing the
  * peer invents reaches a cache or a client.
  *
@@ -140,7 +141,6 @@ export interface ProgressMessage {
 export type RevisionResponseMessage =
   | { readonly v: 1; readonly type: 'revisionResponse'; readonly id: number; readonly revision: Revision }
   | { readonly v: 1; readonly type: 'revisionResponse'; readonly id: number; readonly error: Status };
-/** Fatal: the relay closes the socket after sending it. */
 /**
  * Relay → edge: the client tokens and their read scopes (core/auth.ts), sent after `hello` and
  * again whenever the relay reloads them, so the edge authorizes each read without a round trip.
@@ -150,6 +150,7 @@ export interface ScopesMessage {
   readonly type: 'scopes';
   readonly table: ScopeTable;
 }
+/** Fatal: the relay closes the socket after sending it. */
 export interface ErrorMessage {
   readonly v: 1;
   readonly type: 'error';
@@ -185,7 +186,7 @@ export class ProtocolError extends Error {
   }
 }
 
-/** Serialises a message. Callers check the literal: `send(encode({ … } satisfies Message))`. */
+/** Serialises a message; each side's one `send` takes only its own union (`EdgeMessage`, `RelayMessage`). */
 export function encode(message: Message): string {
   return JSON.stringify(message);
 }
@@ -214,12 +215,7 @@ export function decodeRelayMessage(text: unknown): RelayMessage {
   return decodeTyped(text, RELAY_TYPES) as RelayMessage;
 }
 
-/** Parses and validates any message. Throws `ProtocolError` on anything else. */
-export function decode(text: unknown): Message {
-  return decodeTyped(text, undefined);
-}
-
-function decodeTyped(text: unknown, allowed: ReadonlySet<string> | undefined): Message {
+function decodeTyped(text: unknown, allowed: ReadonlySet<string>): Message {
   if (typeof text !== 'string') throw new ProtocolError('$', 'not a text frame');
   if (text.length > MAX_MESSAGE_CHARS)
     throw new ProtocolError('$', `longer than ${MAX_MESSAGE_CHARS} characters`);
@@ -233,7 +229,7 @@ function decodeTyped(text: unknown, allowed: ReadonlySet<string> | undefined): M
   if (m.v !== PROTOCOL_VERSION)
     throw new ProtocolError('$.v', `unsupported protocol version ${JSON.stringify(m.v)}`);
   const type = m.type;
-  if (typeof type !== 'string' || (allowed !== undefined && !allowed.has(type))) {
+  if (typeof type !== 'string' || !allowed.has(type)) {
     throw new ProtocolError('$.type', `unexpected message type ${JSON.stringify(type)}`);
   }
   const v = PROTOCOL_VERSION;
