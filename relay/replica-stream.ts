@@ -155,13 +155,13 @@ export class ReplicaStream {
     };
   }
 
-  /** Closes for a relay shutdown; resolves once the socket is gone (terminated after a grace). */
   /** Sends the current scope table (after hello; again whenever the relay reloads its tokens). */
   sendScopes(table: ScopeTable): void {
     if (this.#hello === undefined || this.#isClosed) return;
     this.#send({ v: 1, type: 'scopes', table });
   }
 
+  /** Closes for a relay shutdown; resolves once the socket is gone (terminated after a grace). */
   shutdown(): Promise<void> {
     this.#closeWith(1001, 'relay shutting down');
     const cancel = this.#ctx.clock.setTimeout(() => this.#ws.terminate(), SHUTDOWN_GRACE_MS);
@@ -479,7 +479,7 @@ export class ReplicaStream {
     for (const resolve of this.#drainWaiters.splice(0)) resolve();
   }
 
-  /** Resolves with the value, or undefined after `ms` (or on rejection of `whenReady`-like promises). */
+  /** Resolves with the value, or undefined after `ms`; rejects if `promise` rejects first. */
   #within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
     return new Promise<T | undefined>((resolve, reject) => {
       const cancel = this.#ctx.clock.setTimeout(() => resolve(undefined), ms);

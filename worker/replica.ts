@@ -5,10 +5,14 @@
  * read API from it with the very code the relay runs (core/read-api.ts); what it cannot serve it
  * forwards to the relay. The class only handles lifecycle and routing (STYLE.md §8).
  *
- *     cold ──first request──► starting (blockConcurrencyWhile: load SQLite) ──► serving
- *                                                                               │  ▲
- *               no reader or watcher for idleMs: close the relay stream ◄───────┘  │
- *               (the object may now be evicted; the next request warm-starts) ─────┘
+ *     cold ──first request──► serving ──no reader or watcher for idleMs──► serving, link stopped
+ *       ▲   (#start inside        ▲                                             │    │
+ *       │    blockConcurrency-    └──────────── next read: link restarted ──────┘    │
+ *       │    While: no request                                                       │
+ *       │    sees it half done)                                                      │
+ *       └──────── evicted (no outbound socket pins it): the next request warm-starts ┘
+ *
+ * `Status` has no "starting": while #start runs no other request runs, so none can see it.
  *
  * No time travel: the cache only moves forward. A snapshot older than what the replica holds is
  * ignored, and batches at or below its revision are skipped, so a relay that restarted behind

@@ -161,11 +161,11 @@ const SQL = {
  * written by this class; nothing else may write these tables.
  *
  * Coalescing: `applyBatches` takes any number of batches and an optional trailing progress
- * revision, keeps only each key's last change and writes the meta row once. A replica may
- * therefore buffer what the stream delivers and flush every N ms (or on a size bound) rather
- * than per message. That is safe: after an eviction it resumes from the stored revision and the
- * relay replays the unflushed batches (if they left its window, it sends a snapshot). Cost per
- * call: one transaction, one row written per distinct key changed, one for `meta`.
+ * revision, keeps only each key's last change and writes the meta row once; cost per call: one
+ * transaction, one row per distinct key changed, one for `meta`. The replica calls it once per
+ * replication message, *before* its cache (and so any reader) sees the message. Do not buffer
+ * and flush on a timer: a replica that did served revisions it had not stored, and after an
+ * eviction went back to an older one (the robustness suite's seed 7, edge-eviction-time-travel).
  */
 export class ReplicaStorage {
   readonly #host: ReplicaStorageHost;
