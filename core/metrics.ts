@@ -153,7 +153,7 @@ export const M = {
   ),
   selfChecks: counter(
     'edgewatch_self_checks_total',
-    'Self-checks of the cache against etcd, by result (pass, fail).',
+    'Self-checks of the cache against etcd, by result (ok, mismatch, skipped, failed: etcd unreachable).',
     ['prefix', 'result'],
   ),
   selfCheckLastSuccess: gauge(
@@ -219,4 +219,15 @@ export function recordResponse(
   sink.count(M.responses, { served_by: servedBy, route, code: String(response.status) });
   if (route === 'list' && response.status === 200)
     sink.observe(M.listDuration, { served_by: servedBy }, seconds);
+}
+
+/**
+ * The `reason` label of a relist: the reflector's reasons are sentences (a failed self-check
+ * carries digests), so they are reduced to a fixed set.
+ */
+export function relistReason(reason: string): string {
+  if (reason === 'initial' || reason === 'compacted' || reason === 'inconsistent') return reason;
+  if (reason.startsWith('self-check')) return 'self_check';
+  if (reason.includes('history') || reason.includes('head')) return 'history_changed';
+  return 'other';
 }

@@ -47,6 +47,13 @@ export class RelayMetrics implements MetricsSink {
     (this.#metrics.get(family.name) as Gauge<L>).set(labels, value);
   }
 
+  /** Sets a counter to a total kept elsewhere (the self-check's counts), at scrape time. */
+  setTotal<L extends string>(family: CounterFamily<L>, labels: Labels<L>, value: number): void {
+    const counter = this.#metrics.get(family.name) as Counter<L>;
+    counter.remove(labels);
+    counter.inc(labels, value);
+  }
+
   /** Drops every series of a gauge (before a collector sets the ones that still exist). */
   clear(family: GaugeFamily): void {
     (this.#metrics.get(family.name) as Gauge).reset();
@@ -133,9 +140,27 @@ export class RevisionTimes {
   }
 }
 
+/** What the self-check reports (relay/history-guard.ts `HistoryGuardStatus`, structurally). */
+export interface SelfCheckCounts {
+  readonly ok: number;
+  readonly mismatches: number;
+  readonly skipped: number;
+  readonly failed: number;
+  /** Clock ms (epoch at the relay) of the last check that passed. */
+  readonly lastGoodAt: number | undefined;
+}
+
 /** What the relay's scrape-time gauges read. */
 export interface RelayState {
-  readonly caches: ReadonlyMap<string, { readonly prefix: string; readonly cache: WatchCache }>;
+  readonly caches: ReadonlyMap<
+    string,
+    {
+      readonly prefix: string;
+      readonly cache: WatchCache;
+      /** The self-check's counts and last good time (relay/history-guard.ts). */
+      readonly guard?: { status(): SelfCheckCounts };
+    }
+  >;
   /** The replication endpoint's open replicas (relay/replicate.ts). */
   readonly replicas: () => readonly {
     replica: string | undefined;
@@ -164,6 +189,15 @@ export function collectRelayState(metrics: RelayMetrics, clock: Clock, state: Re
       metrics.set(M.resourceVersion, { prefix }, cache.revision);
       metrics.set(M.objects, { prefix }, cache.size);
       metrics.set(M.watchers, { prefix }, cache.fanout.count);
+    }
+    for (const { prefix, guard } of state.caches.values()) {
+      if (guard === undefined) continue;
+      const s = guard.status();
+      metrics.setTotal(M.selfChecks, { prefix, result: 'ok' }, s.ok);
+      metrics.setTotal(M.selfChecks, { prefix, result: 'mismatch' }, s.mismatches);
+      metrics.setTotal(M.selfChecks, { prefix, result: 'skipped' }, s.skipped);
+      metrics.setTotal(M.selfChecks, { prefix, result: 'failed' }, s.failed);
+      metrics.set(M.selfCheckLastSuccess, { prefix }, s.lastGoodAt === undefined ? 0 : s.lastGoodAt / 1000);
     }
     const replicas = state.replicas();
     metrics.set(M.replicaConnections, {}, replicas.length);

@@ -11,7 +11,7 @@
  */
 import type { Etcd3 } from 'etcd3';
 import { TooLargeResourceVersion } from '../core/errors.ts';
-import { M, type MetricsSink, noMetrics } from '../core/metrics.ts';
+import { M, type MetricsSink, noMetrics, relistReason } from '../core/metrics.ts';
 import type { Cancel, Clock, Revision } from '../core/types.ts';
 import { WatchCache } from '../core/watch-cache.ts';
 import type { EtcdSecurity } from './etcd/client.ts';
@@ -54,6 +54,8 @@ export class PrefixCache {
   readonly #progressRequestMs: number;
   #progressTimer: Cancel | undefined;
   readonly #unsubscribe: Cancel;
+  /** Why the cache is relisting because its state may be another history's; undefined when not. */
+  #historyRelist: string | undefined;
 
   constructor(options: PrefixCacheOptions) {
     this.prefix = options.prefix;
@@ -91,7 +93,13 @@ export class PrefixCache {
       }),
       sink: this.cache,
       clock: options.clock,
-      onRelisted: (reason) => metrics.count(M.relists, { prefix: options.prefix, reason }),
+      onRelisting: (reason, newHistory) => {
+        if (newHistory) this.#historyRelist ??= reason;
+      },
+      onRelisted: (reason) => {
+        this.#historyRelist = undefined;
+        metrics.count(M.relists, { prefix: options.prefix, reason: relistReason(reason) });
+      },
       log,
       verifyHistory: (revision) => this.guard.verify(revision),
       onCompacted: (revision) => this.guard.noteCompacted(revision),
@@ -107,6 +115,11 @@ export class PrefixCache {
 
   get ready(): boolean {
     return this.cache.ready;
+  }
+
+  /** Set while a relist after a (possible) history change runs: `/readyz` is not ready meanwhile. */
+  get relistingAfterHistoryChange(): string | undefined {
+    return this.#historyRelist;
   }
 
   get whenReady(): Promise<void> {

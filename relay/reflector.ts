@@ -127,6 +127,8 @@ export interface ReflectorOptions {
   readonly silenceTimeoutMs?: number;
   /** Called after each list replaced the sink's state, with why it relisted (for metrics). */
   readonly onRelisted?: (reason: string) => void;
+  /** Called when a list starts; `newHistory` when the cache's state may be another history's (readiness). */
+  readonly onRelisting?: (reason: string, newHistory: boolean) => void;
   /**
    * Asked after every broken watch, before watching again from revision+1: is the cache's state
    * at `revision` etcd's? Rejects when etcd cannot be asked (then: backoff, ask again). Without
@@ -155,6 +157,7 @@ export class Reflector {
   private readonly progressIntervalMs: number;
   private readonly silenceTimeoutMs: number;
   private readonly onRelisted: (reason: string) => void;
+  private readonly onRelisting: (reason: string, newHistory: boolean) => void;
   private readonly verifyHistory: ((revision: Revision) => Promise<HistoryVerdict>) | undefined;
   private readonly onCompacted: ((revision: Revision) => void) | undefined;
   readonly stats: ReflectorStats = { lists: 0, verifications: 0, historyChanges: 0 };
@@ -185,6 +188,7 @@ export class Reflector {
     this.progressIntervalMs = options.progressIntervalMs ?? 5_000;
     this.silenceTimeoutMs = options.silenceTimeoutMs ?? 15_000;
     this.onRelisted = options.onRelisted ?? (() => {});
+    this.onRelisting = options.onRelisting ?? (() => {});
     this.verifyHistory = options.verifyHistory;
     this.onCompacted = options.onCompacted;
     this.ready = new Promise<void>((resolve, reject) => {
@@ -337,6 +341,7 @@ export class Reflector {
   /** Lists and replaces the sink's state; false (logged) when the list failed. */
   private async relist(reason: string, newHistory = false): Promise<boolean> {
     let result: Awaited<ReturnType<ListerWatcher['list']>>;
+    this.onRelisting(reason, newHistory);
     try {
       result = await this.lw.list();
     } catch (err) {

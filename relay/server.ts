@@ -10,7 +10,7 @@ import { Hono } from 'hono';
 import { Backoff } from '../core/backoff.ts';
 import { NotFound } from '../core/errors.ts';
 import { errorResponse } from '../core/format.ts';
-import { M } from '../core/metrics.ts';
+import { M, relistReason } from '../core/metrics.ts';
 import { serveRead } from '../core/read-api.ts';
 import { Readiness } from '../core/readiness.ts';
 import { type Cancel, systemClock } from '../core/types.ts';
@@ -85,6 +85,18 @@ export async function startRelay(
     },
   });
   readiness.add({ name: 'etcd', check: () => etcdProbe.check() });
+  // A cache whose state may be another etcd history's (a self-check mismatch, a history change
+  // found after a broken watch, a compaction past it) is relisting: not ready until it is done.
+  readiness.add({
+    name: 'history',
+    check: () => {
+      const relisting = [...caches.values()].flatMap((p) => {
+        const reason = p.relistingAfterHistoryChange;
+        return reason === undefined ? [] : [`${p.prefix} relisting (${relistReason(reason)})`];
+      });
+      return relisting.length === 0 ? undefined : relisting.join(', ');
+    },
+  });
 
   // Consistent reads from cache need etcd >= 3.5.13; until the version is known, assume not.
   let consistentReads = false;

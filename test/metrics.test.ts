@@ -19,7 +19,9 @@ describe('metrics at both tiers', () => {
   const edgeUrl = () => stack.worker?.url ?? '';
   const edgeMetrics = () => scrape(`${edgeUrl()}/_replica/metrics/registry/`);
   beforeAll(async () => {
-    stack = await startStack();
+    stack = await startStack({
+      relayArgs: ['--ready-etcd-timeout-ms', '1000', '--self-check-interval-ms', '300'],
+    });
   });
   afterAll(async () => {
     await stack?.stop();
@@ -185,6 +187,49 @@ describe('metrics at both tiers', () => {
     for (const check of ['loaded', 'relay-link', 'tokens']) expect(text).toContain(`[+]${check} ok`);
     expect((await edgeMetrics()).value('edgewatch_ready')).toBe(1);
     expect((await fetch(`${edgeUrl()}/_replica/readyz/elsewhere/`)).status).toBe(403);
+  });
+
+  it('exposes the self-check results and the time of the last good check that /_relay/status shows', async () => {
+    const status = await vi.waitFor(async () => {
+      const body = (await (await fetch(`${stack.relay.url}/_relay/status`)).json()) as {
+        prefixes: { prefix: string; history: { ok: number; lastGoodAt?: number } }[];
+      };
+      expect(body.prefixes[0]?.history.ok ?? 0, 'a self-check passed').toBeGreaterThanOrEqual(1);
+      return body;
+    }, 10_000);
+    const m = await metrics();
+    const history = status.prefixes.find((p) => p.prefix === '/registry/')?.history;
+    // Checks keep running between the two requests: the scrape sees at least what status saw.
+    expect(m.value('edgewatch_self_checks_total', { ...P, result: 'ok' })).toBeGreaterThanOrEqual(
+      history?.ok ?? 1,
+    );
+    expect(m.value('edgewatch_self_checks_total', { ...P, result: 'mismatch' })).toBe(0);
+    expect(m.value('edgewatch_self_check_last_success_timestamp_seconds', P) * 1000).toBeGreaterThanOrEqual(
+      history?.lastGoodAt ?? Number.POSITIVE_INFINITY,
+    );
+  });
+
+  // Last: it takes etcd away.
+  it('is not ready once etcd has been unreachable longer than --ready-etcd-timeout-ms, yet alive, and ready when etcd is back', async () => {
+    await stack.etcd.kill();
+    const down = await vi.waitFor(async () => {
+      const res = await fetch(`${stack.relay.url}/readyz`);
+      expect(res.status, 'not ready without etcd').toBe(503);
+      return { text: await res.text() };
+    }, 10_000);
+    expect(down.text).toMatch(/\[-\]etcd: etcd unreachable for \d+ s/);
+    expect((await fetch(`${stack.relay.url}/healthz`)).status).toBe(200);
+    const m = await metrics();
+    expect(m.value('edgewatch_etcd_reachable')).toBe(0);
+    expect(m.value('edgewatch_ready')).toBe(0);
+    await stack.etcd.restart();
+    await expect
+      .poll(async () => (await fetch(`${stack.relay.url}/readyz`)).status, {
+        message: 'ready again with etcd back',
+        timeout: 30_000,
+      })
+      .toBe(200);
+    expect((await metrics()).value('edgewatch_etcd_reachable')).toBe(1);
   });
 });
 
