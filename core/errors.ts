@@ -63,6 +63,14 @@ export class MethodNotAllowed extends ApiError {
 export class Expired extends ApiError {
   readonly code = 410;
   readonly reason = 'Expired';
+
+  /**
+   * Kubernetes' wording ("too old resource version: 5 (10)"), which clients match on; built here
+   * only. `oldest` is the oldest revision still served, or why there is none.
+   */
+  static tooOld(revision: number | undefined, oldest: number | string): Expired {
+    return new Expired(`too old resource version: ${revision ?? ''} (${oldest})`);
+  }
 }
 
 /**

@@ -102,7 +102,7 @@ export class Fanout {
    */
   subscribe(options: SubscribeOptions): Subscription {
     if (options.fromRevision < this.#history.startRevision) {
-      throw new Expired(`too old resource version: ${options.fromRevision} (${this.#history.startRevision})`);
+      throw Expired.tooOld(options.fromRevision, this.#history.startRevision);
     }
     const subscriber = new Subscriber(options, this.#history, {
       remove: (s) => this.#subscribers.delete(s),
@@ -360,8 +360,6 @@ class Subscriber implements Subscription {
   }
 
   #expired(): Expired {
-    return new Expired(
-      `too old resource version: subscriber fell behind at ${this.position} (${this.#history.startRevision})`,
-    );
+    return Expired.tooOld(this.position, `${this.#history.startRevision}; the watcher fell behind`);
   }
 }

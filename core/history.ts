@@ -140,7 +140,7 @@ export class EventHistory {
    */
   since(n: Revision): RevisionBatch[] {
     if (n < this.#startRevision) {
-      throw new Expired(`too old resource version: ${n} (${this.#startRevision})`);
+      throw Expired.tooOld(n, this.#startRevision);
     }
     const out: RevisionBatch[] = [];
     for (let i = this.#indexAfter(n); i < this.#entries.length; i++) {

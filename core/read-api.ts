@@ -109,8 +109,9 @@ async function execute(tier: ReadTier, request: ReadRequest, raw: Request): Prom
       if (plan.reason === 'notReady')
         throw new TooManyRequests('the cache is still loading; retry shortly', 1);
       {
-        const expired = new Expired(
-          `too old resource version: ${'rv' in request.consistency ? request.consistency.rv : ''} (${facts.oldestRevision})`,
+        const expired = Expired.tooOld(
+          'rv' in request.consistency ? request.consistency.rv : undefined,
+          facts.oldestRevision,
         );
         // An accepted watch reports expiry as one ERROR event and ends, as the API server does.
         if (request.verb === 'watch')

@@ -218,7 +218,7 @@ export class WatchCache implements CacheSink {
       return kept;
     }
     if (n < this.history.startRevision) {
-      throw new Expired(`too old resource version: ${n} (${this.history.startRevision})`);
+      throw Expired.tooOld(n, this.history.startRevision);
     }
     const rewound = this.#store.clone();
     for (const batch of this.history.newestFirst(n)) {

@@ -317,5 +317,5 @@ export class HistoryGuard {
 }
 
 function compactedError(revision: Revision): Expired {
-  return new Expired(`too old resource version: ${revision} (etcd has compacted it)`);
+  return Expired.tooOld(revision, 'etcd has compacted it');
 }
