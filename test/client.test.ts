@@ -5,6 +5,8 @@
  * a relist), and through cut connections without losing or repeating an event.
  */
 
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   type ChangeEvent,
   EdgewatchClient,
@@ -15,10 +17,14 @@ import {
   StatusError,
 } from 'edgewatch/client';
 import type { Etcd3 } from 'etcd3';
+import { Miniflare } from 'miniflare';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prefixEnd } from '../relay/etcd/lister.ts';
 import { type Stack, startStack } from './helpers/stack.ts';
 import { startProxy } from './helpers/tcp-proxy.ts';
+import { bundleScript } from './helpers/worker.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 const PREFIX = '/registry/';
 
@@ -248,6 +254,38 @@ describe('Informer', () => {
     } finally {
       await informer.stop();
       await proxy.close();
+    }
+  });
+});
+
+describe('the client in a Worker', () => {
+  it('keeps a live map of a prefix in a Durable Object, through the edge, and reads its own writes', async () => {
+    const script = await bundleScript('test/fixtures/config-mirror-worker.ts');
+    const mirror = new Miniflare({
+      modules: [
+        { type: 'ESModule', path: path.join(root, 'test/fixtures/config-mirror.js'), contents: script },
+      ],
+      compatibilityDate: '2026-04-01',
+      durableObjects: { MIRROR: 'ConfigMirror' },
+      bindings: { EDGEWATCH_URL: stack.worker?.url ?? '' },
+    });
+    try {
+      const writer = edge();
+      const key = `${PREFIX}configmaps/default/app`;
+      const first = await writer.put(key, '{"replicas":3}');
+      const read = async (minRevision: number) => {
+        const res = await mirror.dispatchFetch(
+          `http://mirror/?key=${encodeURIComponent(key)}&minRevision=${minRevision}`,
+        );
+        return (await res.json()) as { revision: number; object: KvObject | null; keys: string[] };
+      };
+      expect((await read(first.revision)).object).toEqual(first.object);
+      const second = await writer.put(key, '{"replicas":4}', { ifMatch: first.revision });
+      const after = await read(second.revision);
+      expect(after.object).toEqual(second.object);
+      expect(after.revision).toBeGreaterThanOrEqual(second.revision);
+    } finally {
+      await mirror.dispose();
     }
   });
 });
