@@ -22,7 +22,7 @@
  * parameters (`resourceVersion`, …) on a write are 400, so no one mistakes `?resourceVersion=n`
  * for a precondition; other methods on `/v1/` are 405; a list path is read-only (405).
  */
-import type { Etcd3, ICompare, IKeyValue, IRequestOp } from 'etcd3';
+import { type Etcd3, EtcdPermissionDeniedError, type ICompare, type IKeyValue, type IRequestOp } from 'etcd3';
 import type { Authorizer } from '../core/auth.ts';
 import {
   ApiError,
@@ -237,13 +237,19 @@ export async function executeWrite(
 }
 
 /**
- * An etcd failure during a write. "Too large" was refused before anything happened; anything
- * else may have happened after etcd applied the write, so the client is told it is unknown.
+ * An etcd failure during a write. "Too large" and "permission denied" were refused before
+ * anything happened; anything else may have happened after etcd applied the write, so the
+ * client is told the outcome is unknown.
  */
 function etcdWriteError(error: unknown): ApiError {
   const message = error instanceof Error ? error.message : String(error);
   if (/request is too large|larger than max/i.test(message)) {
     return new RequestEntityTooLarge('etcd refused the write as too large');
+  }
+  if (error instanceof EtcdPermissionDeniedError) {
+    return new ServiceUnavailable(
+      "etcd refused the write: the relay's etcd user may not write this key (it needs readwrite)",
+    );
   }
   return new ServiceUnavailable(
     `etcd did not confirm the write, which may or may not have been applied (read the key to ` +
