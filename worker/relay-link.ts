@@ -20,8 +20,15 @@ import { decodeRelayMessage, type EdgeMessage, encode, PROTOCOL_VERSION } from '
 import type { Cancel, Clock, KvObject, Revision, RevisionBatch } from '../core/types.ts';
 
 export interface LinkHandlers {
-  /** A complete snapshot of the prefix at `revision`. */
-  snapshot(revision: Revision, objects: KvObject[]): void;
+  /**
+   * A snapshot of the prefix at `revision` begins: its objects follow in key order through
+   * `snapshotChunk`, and `snapshotEnd` says it is complete. A stream cut before the end just
+   * starts over (the next connect sends a new `snapshotStart`), so the receiver stages the chunks
+   * and swaps them in only at the end.
+   */
+  snapshotStart(revision: Revision): void;
+  snapshotChunk(objects: readonly KvObject[]): void;
+  snapshotEnd(revision: Revision): void;
   batches(batches: readonly RevisionBatch[]): void;
   progress(revision: Revision): void;
   /** The relay's client tokens and scopes (on connect and whenever they change). */
@@ -84,7 +91,8 @@ export class RelayLink {
     number,
     { resolve: (r: Revision) => void; reject: (e: Error) => void; cancel: Cancel }
   >();
-  #snapshot: { revision: Revision; objects: KvObject[] } | undefined;
+  /** The revision of the snapshot being received (between snapshotStart and snapshotEnd). */
+  #snapshot: Revision | undefined;
   /** Messages received, by type: what crossed the wire (tests assert warm restarts on it). */
   readonly received: Record<string, number> = {};
   lastContactAt = 0;
@@ -223,20 +231,25 @@ export class RelayLink {
     const h = this.#o.handlers;
     switch (message.type) {
       case 'snapshotStart':
-        this.#snapshot = { revision: message.revision, objects: [] };
+        this.#snapshot = message.revision;
+        h.snapshotStart(message.revision);
         return;
       case 'snapshotChunk':
-        if (this.#snapshot) for (const o of message.objects) this.#snapshot.objects.push(o);
+        if (this.#snapshot === undefined) {
+          this.#onDown(socket, 'protocol');
+          return;
+        }
+        h.snapshotChunk(message.objects);
         return;
       case 'snapshotEnd': {
-        const snap = this.#snapshot;
+        const revision = this.#snapshot;
         this.#snapshot = undefined;
-        if (snap?.revision !== message.revision) {
+        if (revision !== message.revision) {
           this.#onDown(socket, 'protocol');
           return;
         }
         this.#up();
-        h.snapshot(snap.revision, snap.objects);
+        h.snapshotEnd(revision);
         return;
       }
       case 'batches':

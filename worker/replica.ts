@@ -69,6 +69,8 @@ export class Replica extends DurableObject<Bindings> {
   #readTier: ReadTier | undefined;
   /** Requests waiting for the first scope table; each removes itself when its wait times out. */
   readonly #scopeWaiters = new Set<(authorizer: Authorizer) => void>();
+  /** The snapshot being received, unless it is ignored (older than the state held). */
+  #snapshot: { revision: Revision; objects: KvObject[] } | undefined;
 
   override async fetch(request: Request): Promise<Response> {
     const name = request.headers.get(REPLICA_HEADER);
@@ -160,7 +162,9 @@ export class Replica extends DurableObject<Bindings> {
       clock: this.#clock,
       fromRevision: () => (this.#cache.ready ? this.#cache.revision : undefined),
       handlers: {
-        snapshot: (revision, objects) => this.#onSnapshot(storage, revision, objects),
+        snapshotStart: (revision) => this.#onSnapshotStart(storage, revision),
+        snapshotChunk: (objects) => this.#onSnapshotChunk(storage, objects),
+        snapshotEnd: (revision) => this.#onSnapshotEnd(storage, revision),
         batches: (batches) => this.#onBatches(batches),
         progress: (revision) => this.#onProgress(revision),
         scopes: (table) => {
@@ -212,10 +216,36 @@ export class Replica extends DurableObject<Bindings> {
     });
   }
 
-  #onSnapshot(storage: ReplicaStorage, revision: Revision, objects: KvObject[]): void {
-    if (this.#cache.ready && revision < this.#cache.revision) return; // no time travel
-    storage.replace(revision, objects);
-    this.#cache.replace(revision, objects);
+  /**
+   * A snapshot streams into SQLite's staging table chunk by chunk (one small transaction each)
+   * and is swapped in at its end, in one transaction, with the cache replaced in the same
+   * synchronous step; until then `load()` and every reader see the previous complete state. A
+   * snapshot older than what the replica holds is ignored whole (no time travel).
+   */
+  #onSnapshotStart(storage: ReplicaStorage, revision: Revision): void {
+    if (this.#cache.ready && revision < this.#cache.revision) {
+      this.#snapshot = undefined;
+      return;
+    }
+    storage.beginSnapshot(revision);
+    this.#snapshot = { revision, objects: [] };
+  }
+
+  #onSnapshotChunk(storage: ReplicaStorage, objects: readonly KvObject[]): void {
+    const snapshot = this.#snapshot;
+    if (snapshot === undefined) return;
+    storage.writeSnapshotChunk(objects);
+    // The cache is built from the same decoded objects (it keeps them), so this array costs a
+    // pointer per object, not a copy.
+    for (const o of objects) snapshot.objects.push(o);
+  }
+
+  #onSnapshotEnd(storage: ReplicaStorage, revision: Revision): void {
+    const snapshot = this.#snapshot;
+    this.#snapshot = undefined;
+    if (snapshot?.revision !== revision) return;
+    storage.commitSnapshot(revision);
+    this.#cache.replace(revision, snapshot.objects);
   }
 
   /**
