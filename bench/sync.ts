@@ -12,7 +12,9 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createEtcdClient } from '../relay/etcd/client.ts';
 import { startEtcd } from '../scripts/lib/etcd-process.ts';
+import { freePort } from '../scripts/lib/ports.ts';
 import { type RunningWorker, startWorker, waitReplica } from './lib/edge.ts';
+import { sampleHeap } from './lib/profile.ts';
 import { spawnRelay } from './lib/relay-process.ts';
 import { SectionBuilder, type SectionContext, type SectionResult } from './lib/result.ts';
 import { seed } from './lib/seed.ts';
@@ -38,27 +40,42 @@ export async function benchSync(ctx: SectionContext): Promise<SectionResult> {
     await relay.ready();
     const workerdStartMs: number[] = [];
     out.details['workerd start ms (each restart)'] = workerdStartMs;
+    let inspectorPort = 0;
     const startW = async () => {
       const t0 = performance.now();
+      inspectorPort = await freePort();
       const w = await startWorker({
         relayUrl: relay?.url ?? '',
         prefixes: [ROOT],
         replicationSecret: SECRET,
         persistDir,
+        inspectorPort,
       });
       workerdStartMs.push(round(performance.now() - t0, 0));
       return w;
     };
     worker = await startW();
     const cold: number[] = [];
+    const heapGrowth: number[] = [];
     for (let k = 0; k < reps; k++) {
       const colo = `sync-${k}`;
+      // Every replica of a workerd shares its isolate: the growth over the heap before the sync
+      // is this replica's (its cache, plus the garbage the sync left behind).
+      const heap = await sampleHeap(`ws://127.0.0.1:${inspectorPort}/core:user:`);
       const t0 = performance.now();
       const status = await waitReplica(worker.url, colo, ROOT, revision, 120_000, 5);
       cold.push(performance.now() - t0);
+      const { first, peak } = await heap.stop();
+      heapGrowth.push(round((peak - first) / 2 ** 20, 1));
       if (status.objects !== count) throw new Error(`replica holds ${status.objects} objects, want ${count}`);
       progress(`[5] cold sync ${colo}: ${Math.round(cold[k] ?? 0)} ms`);
     }
+    out.figure({
+      name: `peak heap growth of workerd's isolate during a cold sync of ${count.toLocaleString('en')} objects`,
+      value: Math.max(...heapGrowth),
+      unit: 'MB',
+      note: `each sync: ${heapGrowth.join(', ')} MB (Runtime.getHeapUsage sampled back to back over the inspector)`,
+    });
     const coldS = summarize(cold);
     out.distributions[`cold sync of ${count} objects`] = coldS;
     out.figure({

@@ -27,8 +27,13 @@ export interface ProfileSession {
   stop(): Promise<CpuProfile>;
 }
 
-/** Connects to an inspector WebSocket and starts sampling every `intervalUs`. */
-export async function startProfile(url: string, intervalUs = 200): Promise<ProfileSession> {
+/** A Chrome DevTools protocol session: `call(method, params)` answers with the result. */
+interface Inspector {
+  call(method: string, params?: Record<string, unknown>): Promise<unknown>;
+  close(): void;
+}
+
+async function inspect(url: string): Promise<Inspector> {
   const ws = new WebSocket(url);
   await new Promise<void>((resolve, reject) => {
     ws.once('open', () => resolve());
@@ -40,26 +45,60 @@ export async function startProfile(url: string, intervalUs = 200): Promise<Profi
     const message = JSON.parse(String(data)) as { id?: number; result?: unknown };
     if (message.id !== undefined) waiting.get(message.id)?.(message.result);
   });
-  // A profiler that does not answer (an inspector proxy that lost its target) must not hang
-  // the benchmark: every call has a deadline.
+  // An inspector that does not answer (a proxy that lost its target) must not hang the
+  // benchmark: every call has a deadline.
   const call = (method: string, params: Record<string, unknown> = {}) =>
     new Promise<unknown>((resolve, reject) => {
       const id = nextId++;
       const timer = setTimeout(() => reject(new Error(`inspector: no answer to ${method}`)), 15_000);
       waiting.set(id, (result) => {
         clearTimeout(timer);
+        waiting.delete(id);
         resolve(result);
       });
       ws.send(JSON.stringify({ id, method, params }));
     });
-  await call('Profiler.enable');
-  await call('Profiler.setSamplingInterval', { interval: intervalUs });
-  await call('Profiler.start');
+  return { call, close: () => ws.close() };
+}
+
+/** Connects to an inspector WebSocket and starts sampling every `intervalUs`. */
+export async function startProfile(url: string, intervalUs = 200): Promise<ProfileSession> {
+  const inspector = await inspect(url);
+  await inspector.call('Profiler.enable');
+  await inspector.call('Profiler.setSamplingInterval', { interval: intervalUs });
+  await inspector.call('Profiler.start');
   return {
     async stop() {
-      const result = (await call('Profiler.stop')) as { profile: CpuProfile };
-      ws.close();
+      const result = (await inspector.call('Profiler.stop')) as { profile: CpuProfile };
+      inspector.close();
       return result.profile;
+    },
+  };
+}
+
+/**
+ * Samples the V8 heap in use (`Runtime.getHeapUsage`) back to back until stopped; answers the
+ * first sample and the largest. The isolate answers between tasks, so the peak is the largest
+ * heap between two messages it handled (garbage not yet collected included).
+ */
+export async function sampleHeap(url: string): Promise<{ stop(): Promise<{ first: number; peak: number }> }> {
+  const inspector = await inspect(url);
+  const usage = async () => ((await inspector.call('Runtime.getHeapUsage')) as { usedSize: number }).usedSize;
+  const first = await usage();
+  let peak = first;
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      peak = Math.max(peak, await usage());
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      inspector.close();
+      return { first, peak };
     },
   };
 }
