@@ -90,7 +90,9 @@ function setup(options: Partial<RelayLinkOptions> = {}, answersLate = false) {
     upgrade,
     fromRevision: () => from,
     handlers: {
-      snapshot: (revision, objects) => seen.push(`snapshot ${revision} ${objects.length}`),
+      snapshotStart: (revision) => seen.push(`snapshotStart ${revision}`),
+      snapshotChunk: (objects) => seen.push(`snapshotChunk ${objects.length}`),
+      snapshotEnd: (revision) => seen.push(`snapshotEnd ${revision}`),
       batches: (batches) => seen.push(`batches ${batches.map((b) => b.revision).join(',')}`),
       progress: (revision) => seen.push(`progress ${revision}`),
       scopes: () => seen.push('scopes'),
@@ -247,7 +249,7 @@ describe('RelayLink', () => {
     await expect(link.requestRevision(500)).rejects.toMatchObject({ code: 503 });
   });
 
-  it('hands a complete snapshot to its handler, and drops one cut by a reconnect', async () => {
+  it('hands a snapshot to its handlers chunk by chunk; one cut by a reconnect is started over', async () => {
     const { link, last, seen, clock } = setup();
     link.start();
     await clock.advance(0);
@@ -259,9 +261,18 @@ describe('RelayLink', () => {
     socket = last().open();
     await clock.advance(0);
     socket.deliver({ v: PROTOCOL_VERSION, type: 'snapshotStart', revision: 6, total: 0 });
+    socket.deliver({ v: PROTOCOL_VERSION, type: 'snapshotChunk', objects: [] });
     socket.deliver({ v: PROTOCOL_VERSION, type: 'snapshotEnd', revision: 6 });
     socket.deliver(progress(8));
-    expect(seen).toEqual(['snapshot 6 0', 'progress 8']);
+    // The receiver stages chunks and swaps them in at snapshotEnd, so a new snapshotStart after a
+    // cut is all it needs to start over.
+    expect(seen).toEqual([
+      'snapshotStart 5',
+      'snapshotStart 6',
+      'snapshotChunk 0',
+      'snapshotEnd 6',
+      'progress 8',
+    ]);
     link.stop();
   });
 });
