@@ -84,24 +84,6 @@ export function base64ToBytes(base64: string): Uint8Array {
   return bytes;
 }
 
-/** The number of bytes `s` takes in UTF-8, counted without encoding it. */
-export function utf8Length(s: string): number {
-  let bytes = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x80) bytes += 1;
-    else if (c < 0x800) bytes += 2;
-    else if (c >= 0xd800 && c < 0xdc00 && i + 1 < s.length) {
-      const d = s.charCodeAt(i + 1);
-      if (d >= 0xdc00 && d < 0xe000) {
-        bytes += 4;
-        i++;
-      } else bytes += 3; // lone surrogate: TextEncoder writes U+FFFD (3 bytes)
-    } else bytes += 3;
-  }
-  return bytes;
-}
-
 /**
  * Fixed overhead per object for `objectSize`: the object header, four numeric fields and the two
  * string headers, roughly what V8 spends (a rough constant, not a measurement per engine).
@@ -109,13 +91,15 @@ export function utf8Length(s: string): number {
 export const OBJECT_OVERHEAD_BYTES = 96;
 
 /**
- * An estimate of what `o` costs in memory and on the wire, in bytes: the UTF-8 length of its
- * strings plus a fixed overhead. Used for size limits and metrics, where a stable, cheap estimate
- * matters more than precision.
+ * An estimate of what `o` costs in memory and on the wire, in bytes: the length of its strings
+ * plus a fixed overhead. The one estimate for the history's byte bound, replication message
+ * sizes and metrics, where stable and O(1) matters more than precise: it counts UTF-16 code
+ * units, which is exact for ASCII (V8's one-byte strings, and their JSON), and never scans a
+ * value — on the replication path it runs per event per replica.
  */
 export function objectSize(o: KvObject): number {
-  let bytes = OBJECT_OVERHEAD_BYTES + utf8Length(o.key);
-  if (o.value !== undefined) bytes += utf8Length(o.value);
+  let bytes = OBJECT_OVERHEAD_BYTES + o.key.length;
+  if (o.value !== undefined) bytes += o.value.length;
   if (o.valueBase64 !== undefined) bytes += o.valueBase64.length;
   if (o.lease !== undefined) bytes += o.lease.length;
   return bytes;

@@ -17,6 +17,7 @@ import {
 } from '../core/errors.ts';
 import type { Subscription } from '../core/fanout.ts';
 import { keyAfter } from '../core/keys.ts';
+import { objectSize } from '../core/object.ts';
 import {
   decodeEdgeMessage,
   type EdgeMessage,
@@ -257,7 +258,7 @@ export class ReplicaStream {
       const page = snapshot.list(source.prefix, { ...(startKey ? { startKey } : {}), limit: SNAPSHOT_PAGE });
       for (const object of page.items) {
         chunk.push(object);
-        bytes += objectBytes(object);
+        bytes += objectSize(object);
         if (bytes < TARGET_MESSAGE_BYTES) continue;
         this.#send({ v: 1, type: 'snapshotChunk', objects: chunk });
         chunk = [];
@@ -297,7 +298,7 @@ export class ReplicaStream {
       ? { revision: batch.revision, events: batch.events.map((e) => ({ type: e.type, object: e.object })) }
       : batch;
     let bytes = 32;
-    for (const event of stripped.events) bytes += objectBytes(event.object) + 16;
+    for (const event of stripped.events) bytes += objectSize(event.object) + 16;
     this.#pending.push({ batch: stripped, bytes });
     this.#pendingBytes += bytes;
     this.#scheduleFlush();
@@ -518,9 +519,4 @@ export class ReplicaStream {
 function text(data: RawData): string {
   if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
   return Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.from(data).toString('utf8');
-}
-
-/** Roughly what an object costs on the wire as JSON; cheap (no scan of the value). */
-function objectBytes(o: KvObject): number {
-  return 100 + o.key.length + (o.value?.length ?? 0) + (o.valueBase64?.length ?? 0);
 }
