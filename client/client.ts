@@ -303,7 +303,11 @@ export class EdgewatchClient {
 
   async #statusError(res: Response, method: string, what: string): Promise<StatusError> {
     const text = await res.text().catch(() => '');
-    return new StatusError(statusOf(res.status, res.statusText, text), `${method} ${what}`);
+    const rv = res.headers.get('X-Resource-Version');
+    return new StatusError(statusOf(res.status, res.statusText, text), `${method} ${what}`, {
+      ...(rv !== null && /^[0-9]+$/.test(rv) ? { revision: Number(rv) } : {}),
+      servedBy: res.headers.get('X-Served-By'),
+    });
   }
 }
 

@@ -21,12 +21,18 @@ export class EdgewatchError extends Error {
 /** A Status answer (or a watch's ERROR event). */
 export class StatusError extends EdgewatchError {
   readonly status: Status;
-  /** The request that got it (method and URL without the query), for messages. */
+  /** The request that got it (method and key or prefix), for messages. */
   readonly request: string;
-  constructor(status: Status, request: string) {
+  /** The revision the answer was served at (`X-Resource-Version`: a 404 says where the key was absent). */
+  readonly revision: number | undefined;
+  /** The tier that answered (`X-Served-By`). */
+  readonly servedBy: string | null;
+  constructor(status: Status, request: string, served?: { revision?: number; servedBy?: string | null }) {
     super(`${request}: ${status.code} ${status.reason}: ${status.message}`);
     this.status = status;
     this.request = request;
+    this.revision = served?.revision;
+    this.servedBy = served?.servedBy ?? null;
   }
   get code(): number {
     return this.status.code;

@@ -113,6 +113,7 @@ describe('EdgewatchClient', () => {
       const missing = await client.get(key).catch((e: unknown) => e);
       expect(missing).toBeInstanceOf(StatusError);
       expect(isNotFound(missing)).toBe(true);
+      expect((missing as StatusError).revision).toBeGreaterThan(0);
       const first = await client.put(key, '1', { createOnly: true });
       const again = await client.put(key, '2', { createOnly: true }).catch((e: unknown) => e);
       expect(isPreconditionFailed(again)).toBe(true);

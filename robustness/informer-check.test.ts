@@ -1,0 +1,105 @@
+import { describe, expect, it } from 'vitest';
+import { checkInformers, type InformerEntry, type InformerViolationKind } from './informer-check.ts';
+import { type ModelObject, type RecordedRevision, Truth } from './model.ts';
+
+const P = '/w/';
+
+/** etcd's history for the tests: revisions 2..6 under /w/ (a txn at 4) and one key outside. */
+function history() {
+  const revisions: RecordedRevision[] = [];
+  const state = new Map<string, ModelObject>();
+  let revision = 1;
+  const txn = (ops: { key: string; value?: string }[]) => {
+    revision++;
+    const events = ops.map(({ key, value }) => {
+      const prev = state.get(key);
+      if (value === undefined) {
+        state.delete(key);
+        return { type: 'DELETE' as const, key, ...(prev ? { prev } : {}) };
+      }
+      const object: ModelObject = {
+        key,
+        value,
+        createRevision: prev?.createRevision ?? revision,
+        modRevision: revision,
+        version: (prev?.version ?? 0) + 1,
+      };
+      state.set(key, object);
+      return { type: 'PUT' as const, key, object, ...(prev ? { prev } : {}) };
+    });
+    revisions.push({ revision, events, at: revision });
+    return new Map(state);
+  };
+  const at: Map<string, ModelObject>[] = [];
+  at[2] = txn([{ key: '/w/a', value: '1' }]);
+  at[3] = txn([{ key: '/w/b', value: '1' }]);
+  at[4] = txn([
+    { key: '/w/a', value: '2' },
+    { key: '/w/c', value: '1' },
+  ]);
+  at[5] = txn([{ key: '/other', value: 'x' }]);
+  at[6] = txn([{ key: '/w/b' }]);
+  const obj = (rev: number, key: string) => at[rev]?.get(key) as ModelObject;
+  return { truth: new Truth({ revisions, head: revision, compactions: [] }), obj };
+}
+
+/** What a correct informer records: a list at 3, then the watch events up to 6. */
+function goodEntries(obj: (rev: number, key: string) => ModelObject): InformerEntry[] {
+  return [
+    { op: 'add', object: obj(3, '/w/a') },
+    { op: 'add', object: obj(3, '/w/b') },
+    { op: 'sync', revision: 3 },
+    { op: 'update', object: obj(4, '/w/a') },
+    { op: 'add', object: obj(4, '/w/c') },
+    { op: 'sync', revision: 4 },
+    { op: 'sync', revision: 5 },
+    { op: 'delete', object: { ...obj(3, '/w/b'), modRevision: 6, version: 0 } },
+    { op: 'sync', revision: 6 },
+    { op: 'snapshot', revision: 6, objects: [obj(4, '/w/a'), obj(4, '/w/c')] },
+  ];
+}
+
+function kinds(entries: InformerEntry[]): InformerViolationKind[] {
+  const { truth } = history();
+  return checkInformers(truth, [{ name: 'i', target: 'relay', prefix: P, entries }]).violations.map(
+    (v) => v.kind,
+  );
+}
+
+describe('checkInformers', () => {
+  it('accepts an informer whose store matched etcd at every sync', () => {
+    const { truth, obj } = history();
+    const { violations, stats } = checkInformers(truth, [
+      { name: 'i', target: 'relay', prefix: P, entries: goodEntries(obj) },
+    ]);
+    expect(violations).toEqual([]);
+    expect(stats).toMatchObject({ informers: 1, syncsChecked: 4, changes: 5, snapshots: 1 });
+  });
+
+  it('finds a store that missed half of a transaction', () => {
+    const { obj } = history();
+    const entries = goodEntries(obj).filter((e) => !(e.op === 'add' && e.object.key === '/w/c'));
+    expect(kinds(entries)).toEqual(['wrong-state']);
+  });
+
+  it('finds a repeated event, a sync that goes back and one beyond the head', () => {
+    const { obj } = history();
+    const repeated = goodEntries(obj);
+    repeated.splice(4, 0, { op: 'update', object: obj(4, '/w/a') });
+    expect(kinds(repeated)).toEqual(['watch-duplicate']);
+    const back = goodEntries(obj);
+    back.splice(7, 0, { op: 'sync', revision: 3 });
+    expect(kinds(back)).toEqual(['backwards']);
+    expect(kinds([...goodEntries(obj), { op: 'sync', revision: 99 }])).toEqual(['future-revision']);
+  });
+
+  it('finds a sync claimed before a change was applied, and handler calls that do not fit the store', () => {
+    const { obj } = history();
+    const early = goodEntries(obj);
+    const sync6 = early.findIndex((e) => e.op === 'sync' && e.revision === 6);
+    early.splice(sync6 - 1, 2, { op: 'sync', revision: 6 }, early[sync6 - 1] as InformerEntry);
+    expect(kinds(early)).toEqual(['wrong-state', 'watch-wrong-event']);
+    expect(kinds([{ op: 'update', object: obj(3, '/w/a') }])).toEqual(['watch-wrong-event']);
+    expect(kinds([{ op: 'delete', object: obj(3, '/w/a') }])).toEqual(['watch-wrong-event']);
+  });
+});

@@ -1,0 +1,172 @@
+/**
+ * The verdict on the informers of a robustness run (robustness/informers.ts): does what each
+ * informer's store showed agree with etcd's recorded history?
+ *
+ * The record is the informer's own story, in order: every add/update/delete its handlers got,
+ * every `sync(R)` (the store claims to be exactly etcd's state under its prefix at R), and now
+ * and then a copy of the store itself. Replaying the handler calls rebuilds the store; then:
+ *
+ * - at each sync R, the rebuilt store equals etcd's state under the prefix at R (`wrong-state`);
+ * - syncs never go back (`backwards`) and never claim a revision etcd did not reach
+ *   (`future-revision`);
+ * - each handler call fits what the store held: an add for a key it did not hold, an update or
+ *   delete for one it did, an update moving the key's modRevision forward (a repeated event
+ *   would not), a delete not older than what it deletes (`watch-duplicate`, `watch-wrong-event`);
+ * - each copy of the store equals the rebuilt one: the handlers told the whole story
+ *   (`wrong-state`).
+ *
+ * Linear in the history and the record: etcd's state is advanced revision by revision as the
+ * syncs move, and only keys changed since the last sync are compared.
+ */
+import { type ModelObject, objectText, type Truth } from './model.ts';
+
+/** One thing an informer's handlers saw, or a claim it made. */
+export type InformerEntry =
+  | { readonly op: 'add' | 'update' | 'delete'; readonly object: ModelObject }
+  /** The store is exactly etcd's state under the prefix at `revision`. */
+  | { readonly op: 'sync'; readonly revision: number }
+  /** A copy of the store (at the informer's `revision`, possibly mid-revision). */
+  | { readonly op: 'snapshot'; readonly revision: number; readonly objects: readonly ModelObject[] };
+
+export interface InformerRecord {
+  readonly name: string;
+  readonly target: string;
+  readonly prefix: string;
+  readonly entries: readonly InformerEntry[];
+}
+
+export type InformerViolationKind =
+  | 'wrong-state'
+  | 'backwards'
+  | 'future-revision'
+  | 'watch-duplicate'
+  | 'watch-wrong-event';
+
+export interface InformerViolation {
+  readonly kind: InformerViolationKind;
+  readonly message: string;
+  /** `informer:<name>`. */
+  readonly refs: readonly string[];
+}
+
+export interface InformerStats {
+  informers: number;
+  /** Syncs whose store was compared with etcd's state. */
+  syncsChecked: number;
+  /** Handler calls replayed. */
+  changes: number;
+  snapshots: number;
+}
+
+/** Reported per informer at most; the first ones say what went wrong. */
+const MAX_VIOLATIONS = 20;
+
+export function checkInformers(
+  truth: Truth,
+  records: readonly InformerRecord[],
+): { violations: InformerViolation[]; stats: InformerStats } {
+  const violations: InformerViolation[] = [];
+  const stats: InformerStats = { informers: records.length, syncsChecked: 0, changes: 0, snapshots: 0 };
+  for (const record of records) checkOne(truth, record, violations, stats);
+  return { violations, stats };
+}
+
+function checkOne(
+  truth: Truth,
+  record: InformerRecord,
+  out: InformerViolation[],
+  stats: InformerStats,
+): void {
+  const { prefix } = record;
+  const refs = [`informer:${record.name}`];
+  let reported = 0;
+  const fail = (kind: InformerViolationKind, message: string) => {
+    if (reported++ < MAX_VIOLATIONS) out.push({ kind, message: `${record.name}: ${message}`, refs });
+  };
+  /** The store rebuilt from the handler calls. */
+  const held = new Map<string, ModelObject>();
+  /** etcd's state under the prefix at `etcdAt`. */
+  const etcd = new Map<string, ModelObject>();
+  let etcdAt = 1;
+  /** Keys changed on either side since the last comparison. */
+  const dirty = new Set<string>();
+  let lastSync = 0;
+
+  for (const entry of record.entries) {
+    if (entry.op === 'sync') {
+      const R = entry.revision;
+      if (R < lastSync) {
+        fail('backwards', `sync at ${R} after a sync at ${lastSync}`);
+        continue;
+      }
+      if (R > truth.head) {
+        fail('future-revision', `sync at ${R}, beyond etcd's head ${truth.head}`);
+        continue;
+      }
+      lastSync = R;
+      for (let r = truth.nextPrefixRevision(prefix, etcdAt); r !== undefined && r <= R; ) {
+        for (const e of truth.eventsAt(prefix, r)) {
+          if (e.type === 'PUT' && e.object) etcd.set(e.key, e.object);
+          else etcd.delete(e.key);
+          dirty.add(e.key);
+        }
+        r = truth.nextPrefixRevision(prefix, r);
+      }
+      etcdAt = Math.max(etcdAt, R);
+      stats.syncsChecked++;
+      for (const key of dirty) {
+        const mine = held.get(key);
+        const theirs = etcd.get(key);
+        if (objectText(mine) === objectText(theirs)) continue;
+        fail('wrong-state', `at ${R} the store held ${objectText(mine)}, etcd ${objectText(theirs)}`);
+        // Take etcd's version, so one wrong key is reported once, not at every later sync.
+        if (theirs) held.set(key, theirs);
+        else held.delete(key);
+      }
+      dirty.clear();
+      continue;
+    }
+    if (entry.op === 'snapshot') {
+      stats.snapshots++;
+      const copy = new Map(entry.objects.map((o) => [o.key, o]));
+      const keys = new Set([...copy.keys(), ...held.keys()]);
+      for (const key of keys) {
+        if (objectText(copy.get(key)) !== objectText(held.get(key))) {
+          fail(
+            'wrong-state',
+            `the store at ${entry.revision} held ${objectText(copy.get(key))} where its handlers said ${objectText(held.get(key))}`,
+          );
+          break;
+        }
+      }
+      continue;
+    }
+    stats.changes++;
+    const { object } = entry;
+    const previous = held.get(object.key);
+    dirty.add(object.key);
+    if (entry.op === 'add') {
+      if (previous)
+        fail('watch-wrong-event', `add of ${object.key} it already held (${objectText(previous)})`);
+      held.set(object.key, object);
+    } else if (entry.op === 'update') {
+      if (!previous) fail('watch-wrong-event', `update of ${object.key} it did not hold`);
+      else if (object.modRevision <= previous.modRevision) {
+        fail(
+          'watch-duplicate',
+          `update of ${object.key} to modRevision ${object.modRevision} from ${previous.modRevision}`,
+        );
+      }
+      held.set(object.key, object);
+    } else {
+      if (!previous) fail('watch-wrong-event', `delete of ${object.key} it did not hold`);
+      else if (object.modRevision < previous.modRevision) {
+        fail(
+          'watch-duplicate',
+          `delete of ${object.key} at ${object.modRevision}, older than ${previous.modRevision}`,
+        );
+      }
+      held.delete(object.key);
+    }
+  }
+}
