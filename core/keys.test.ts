@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { compareKeys, isUnder } from './keys.ts';
+import { compareKeys, isUnder, keyAfter, keyAfterBytes } from './keys.ts';
 
 const utf8 = new TextEncoder();
 
@@ -81,5 +81,19 @@ describe('isUnder', () => {
     expect(isUnder('/registry/', '/registry/')).toBe(true);
     expect(isUnder('/registryx', '/registry/')).toBe(false);
     expect(isUnder('/anything', '')).toBe(true);
+  });
+});
+
+describe('keyAfter and keyAfterBytes', () => {
+  it('give the smallest key after a key, as a string and as bytes alike', () => {
+    fc.assert(
+      fc.property(trickyKey, (key) => {
+        expect(keyAfterBytes(utf8.encode(key))).toEqual(utf8.encode(keyAfter(key)));
+      }),
+    );
+  });
+
+  it('keep bytes that are not UTF-8 as they are', () => {
+    expect([...keyAfterBytes(new Uint8Array([0x2f, 0xff]))]).toEqual([0x2f, 0xff, 0x00]);
   });
 });

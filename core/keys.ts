@@ -55,3 +55,13 @@ export function isUnder(key: string, prefix: string): boolean {
 export function keyAfter(key: string): string {
   return `${key}\u0000`;
 }
+
+/**
+ * `keyAfter` for a key as etcd's bytes, where it may not be valid UTF-8 (the relay's paged etcd
+ * reads): going through a string there would turn such a key into U+FFFD and page backwards.
+ */
+export function keyAfterBytes(key: Uint8Array): Uint8Array {
+  const next = new Uint8Array(key.length + 1);
+  next.set(key);
+  return next;
+}

@@ -4,6 +4,7 @@
  */
 import type { Etcd3, IKeyValue } from 'etcd3';
 import { Expired } from '../../core/errors.ts';
+import { keyAfterBytes } from '../../core/keys.ts';
 import { makeObject } from '../../core/object.ts';
 import type { KvObject, Revision } from '../../core/types.ts';
 
@@ -57,8 +58,7 @@ export async function forEachPage(
     onPage(page.kvs);
     const last = page.kvs[page.kvs.length - 1];
     if (!page.more || last === undefined) return revision;
-    // The next page starts at the smallest key after the last one: the same bytes plus a NUL.
-    from = Buffer.concat([last.key, Buffer.from([0])]);
+    from = Buffer.from(keyAfterBytes(last.key));
   }
 }
 
