@@ -4,6 +4,8 @@
  * byte-for-byte alike.
  */
 import { NotFound, toStatus } from './errors.ts';
+import { ListBodies } from './list-bodies.ts';
+import type { KeyReader } from './store.ts';
 import type { KvObject, Revision } from './types.ts';
 
 /** Which tier produced a response (`X-Served-By`). */
@@ -80,6 +82,49 @@ export function listBody(page: ListPage, revision: Revision): string {
 export function listResponse(page: ListPage, info: ServeInfo, body?: Uint8Array): Response {
   return new Response(body ?? listBody(page, info.revision), { status: 200, headers: baseHeaders(info) });
 }
+
+/** One page of a list as the read path hands it to a shape. */
+export interface ListSource extends ListPage {
+  /** The revision the page was read at (the list's `resourceVersion`). */
+  readonly revision: Revision;
+  /**
+   * Set when the page was read from a tier's own snapshot, which later requests may read again:
+   * a shape may keep the body it built for (`snapshot`, `shape`) and send it again.
+   */
+  readonly reuse?: { readonly snapshot: KeyReader; readonly shape: string } | undefined;
+}
+
+/**
+ * How a front end writes what the read path serves (core/read-api.ts `serveParsed`): the bodies
+ * of gets and lists, the watch framing, and errors. `kvShape` is API.md's; the Kubernetes-shaped
+ * API has its own. Every method returns a complete `Response` (headers included: use
+ * `baseHeaders`-like `X-Resource-Version`/`X-Served-By` from `info`).
+ */
+export interface ReadShape {
+  /** A get of `key`; `object` is undefined when the key does not exist at `info.revision`. */
+  get(key: string, object: KvObject | undefined, info: ServeInfo, raw: Request): Response;
+  list(page: ListSource, info: ServeInfo): Response;
+  /** NDJSON or SSE, from the request (its `Accept` header). */
+  watchFraming(raw: Request): WatchFraming;
+  /** Any error as this front end's Status response. */
+  error(error: unknown, servedBy: ServedBy): Response;
+}
+
+const keptBodies = new ListBodies();
+
+/** API.md's bodies. */
+export const kvShape: ReadShape = {
+  get: (key, object, info, raw) => getResponse(key, object, info, raw.headers.get('If-None-Match')),
+  list: (page, info) => {
+    if (page.reuse === undefined) return listResponse(page, info);
+    const body = keptBodies.get(page.reuse.snapshot, page.reuse.shape, page.items.length, () =>
+      listBody(page, page.revision),
+    );
+    return listResponse(page, info, body);
+  },
+  watchFraming: (raw) => watchFraming(raw.headers.get('Accept')),
+  error: (error, servedBy) => errorResponse(error, servedBy),
+};
 
 /** An error as a Status response with the matching HTTP code (and Retry-After when it has one). */
 export function errorResponse(error: unknown, servedBy?: ServedBy): Response {

@@ -1,35 +1,58 @@
 /**
- * The read API of ../shared/API.md, served from a tier's own cache: parse the request, ask the
- * serving rules (core/rules.ts) for a plan, and carry it out. The relay and the edge run this same
- * function; they differ only in the `ReadTier` they pass — where "latest" comes from, and what
- * "etcd" and "relay" mean when the plan sends a read elsewhere.
+ * The read path of ../shared/API.md: ask the serving rules (core/rules.ts) for a plan and carry
+ * it out. Nothing here decides who serves a read; every "what if it does not work out" is the
+ * plan's (`onTimeout`, `onGone`, `fallback`), so the relay, the edge and every front end behave
+ * alike.
  *
- * Every failure ends in `errorResponse` (core/format.ts): a Status with the right code, never a
- * 500. Unknown errors are reported to `tier.onError` for logging and answered 503.
+ * Two seams:
+ * - `ReadTier`: where a tier's state comes from — its cache, how it learns etcd's current
+ *   revision, and its one fallback (relay: etcd; edge: the relay).
+ * - `ReadShape`: how a front end writes bodies (the kv API's is `kvShape` in core/format.ts; the
+ *   Kubernetes-shaped API brings its own). A front end parses its own request into a
+ *   `ReadRequest` and calls `serveParsed`; `serveRead` is the kv API's parser plus `kvShape`.
+ *
+ *     request ─parse─► ReadRequest ─planRead─► ServePlan
+ *       local current ──────────────────────────────────────────► respond (shape) from the cache
+ *       local at ─reach─┬─ reached ─────────────────────────────► respond from the cache
+ *                       ├─ timed out ─ plan.onTimeout: fallback ─► respond from the fallback
+ *                       │                             tooLarge ─► 504
+ *                       └─ gone ───── plan.onGone:    fallback ─► respond from the fallback
+ *                                                     expired ──► 410 (a watch: ERROR event)
+ *       fallback ───────────────────────────────────────────────► respond from the fallback
+ *       reject ─────────────────────────────────────────────────► 410 / 429
+ *
+ * Every failure ends in the shape's `error` (a Status with the right code, never a 500). Unknown
+ * errors are reported to `tier.onError` for logging and answered 503.
  */
 import { paginate } from './continue.ts';
-import { ApiError, Expired, TooLargeResourceVersion, TooManyRequests } from './errors.ts';
+import { ApiError, Expired, ServiceUnavailable, TooLargeResourceVersion, TooManyRequests } from './errors.ts';
 import {
   errorEvent,
-  errorResponse,
   frameEvent,
-  getResponse,
-  listBody,
-  listResponse,
+  kvShape,
+  type ListSource,
+  type ReadShape,
   type ServedBy,
   type WatchFraming,
   watchContentType,
-  watchFraming,
 } from './format.ts';
-import { ListBodies } from './list-bodies.ts';
 import { M, type MetricsSink } from './metrics.ts';
-import type { GetRequest, ListRequest, ReadRequest, WatchRequest } from './request.ts';
+import type { ReadRequest, WatchRequest } from './request.ts';
 import { parseReadRequest } from './request.ts';
-import { type OnTimeout, planRead, type ReadAt, type Tier, type TierFacts } from './rules.ts';
+import { planRead, type ReadAt, type ServePlan, type Tier, type TierFacts } from './rules.ts';
 import type { KeyReader } from './store.ts';
 import type { Clock, Revision } from './types.ts';
 import type { WatchCache } from './watch-cache.ts';
 import { watchStream } from './watch-stream.ts';
+
+/**
+ * What a tier's fallback produced: a response to pass on as it is (the edge's: the relay
+ * answered), or a state read elsewhere that this tier serves like its own (the relay's: etcd's
+ * state at the planned revision; `servedBy` says so in `X-Served-By`).
+ */
+export type Fallback =
+  | { readonly kind: 'response'; readonly response: Response }
+  | { readonly kind: 'state'; readonly servedBy: ServedBy; readonly reader: KeyReader };
 
 /** What a tier provides so the shared read path can serve from it. */
 export interface ReadTier {
@@ -43,17 +66,22 @@ export interface ReadTier {
   readonly consistentReadsFromCache: boolean;
   /** The cache for an exposed prefix; `undefined` when this tier has none (yet). */
   cache(exposedPrefix: string): WatchCache | undefined;
-  /** etcd's current revision for a most-recent read (relay: a quorum read; edge: asks the relay). */
+  /**
+   * etcd's current revision for a most-recent read (relay: a quorum read; edge: asks the relay).
+   * A `ServiceUnavailable` counts as not reaching "latest" in time: the plan's `onTimeout` applies.
+   */
   latestRevision(exposedPrefix: string): Promise<Revision>;
-  /** Relay only: serve a get or list from etcd at `at`. */
-  fromEtcd?(request: GetRequest | ListRequest, at: ReadAt, raw: Request): Promise<Response>;
+  /**
+   * The tier behind this one (core/rules.ts "fallback"), asked for `request` at `at`. The relay
+   * reads etcd and returns the state (for a watch: the whole prefix, its initial events); the
+   * edge forwards `raw` to the relay and returns the response.
+   */
+  fallback(request: ReadRequest, at: ReadAt, raw: Request): Promise<Fallback>;
   /**
    * Relay only: throws `Expired` when etcd has compacted `revision`, so that an Exact read or a
    * continue token at it gets 410 although the cache's window still holds that state.
    */
   checkExact?(exposedPrefix: string, revision: Revision): Promise<void>;
-  /** Edge only: send the request on to the relay. */
-  forward?(raw: Request): Promise<Response>;
   /**
    * Checks the client's credentials and scopes for a parsed request (core/auth.ts); throws
    * `Unauthorized` or `Forbidden`. Runs before anything is read or forwarded.
@@ -69,123 +97,197 @@ export interface ReadTier {
   onWatch?(delta: 1 | -1): void;
 }
 
-/** Serves one read request at this tier. Never throws. */
+/** Serves one request of the kv API (API.md endpoints) at this tier. Never throws. */
 export async function serveRead(tier: ReadTier, raw: Request): Promise<Response> {
-  const servedBy: ServedBy = tier.tier;
+  let request: ReadRequest;
   try {
     const url = new URL(raw.url);
-    const request = parseReadRequest(url.pathname, url.searchParams, {
+    request = parseReadRequest(url.pathname, url.searchParams, {
       exposedPrefixes: tier.exposedPrefixes,
       ...(tier.continueSecret !== undefined ? { continueSecret: tier.continueSecret } : {}),
     });
-    tier.authorize?.(request, raw);
-    return await execute(tier, request, raw);
   } catch (error) {
     if (!(error instanceof ApiError)) tier.onError?.(error, raw);
-    return errorResponse(error, servedBy);
+    return kvShape.error(error, tier.tier);
+  }
+  return serveParsed(tier, request, raw, kvShape);
+}
+
+/**
+ * Serves a request a front end has already parsed, writing bodies with its `shape`. Authorizes,
+ * plans, executes. Never throws.
+ */
+export async function serveParsed(
+  tier: ReadTier,
+  request: ReadRequest,
+  raw: Request,
+  shape: ReadShape,
+): Promise<Response> {
+  try {
+    tier.authorize?.(request, raw);
+    const cache = tier.cache(request.exposedPrefix);
+    const plan = planRead(request, tier.tier, factsOf(tier, cache));
+    return await execute(tier, cache, plan, request, raw, shape);
+  } catch (error) {
+    if (!(error instanceof ApiError)) tier.onError?.(error, raw);
+    return shape.error(error, tier.tier);
   }
 }
 
-async function execute(tier: ReadTier, request: ReadRequest, raw: Request): Promise<Response> {
-  const cache = tier.cache(request.exposedPrefix);
-  const facts: TierFacts =
-    cache?.ready === true
-      ? {
-          ready: true,
-          revision: cache.revision,
-          oldestRevision: cache.history.startRevision,
-          consistentReadsFromCache: tier.consistentReadsFromCache,
-        }
-      : {
-          ready: false,
-          revision: 0,
-          oldestRevision: 0,
-          consistentReadsFromCache: tier.consistentReadsFromCache,
-        };
-  const plan = planRead(request, tier.tier, facts);
+function factsOf(tier: ReadTier, cache: WatchCache | undefined): TierFacts {
+  const consistentReadsFromCache = tier.consistentReadsFromCache;
+  return cache?.ready === true
+    ? {
+        ready: true,
+        revision: cache.revision,
+        oldestRevision: cache.history.startRevision,
+        consistentReadsFromCache,
+      }
+    : { ready: false, revision: 0, oldestRevision: 0, consistentReadsFromCache };
+}
 
+/** Carries out `plan`; exported for the table test of every plan's execution. */
+export async function execute(
+  tier: ReadTier,
+  cache: WatchCache | undefined,
+  plan: ServePlan,
+  request: ReadRequest,
+  raw: Request,
+  shape: ReadShape,
+): Promise<Response> {
   switch (plan.serve) {
     case 'reject':
-      if (plan.reason === 'notReady')
+      if (plan.reason === 'notReady') {
         throw new TooManyRequests('the cache is still loading; retry shortly', 1);
-      {
-        const expired = Expired.tooOld(
+      }
+      return expired(
+        tier,
+        request,
+        raw,
+        shape,
+        Expired.tooOld(
           'rv' in request.consistency ? request.consistency.rv : undefined,
-          facts.oldestRevision,
-        );
-        // An accepted watch reports expiry as one ERROR event and ends, as the API server does.
-        if (request.verb === 'watch')
-          return watchErrorResponse(tier, expired, watchFraming(raw.headers.get('Accept')));
-        throw expired;
-      }
-    case 'relay':
-      return forward(tier, raw);
-    case 'etcd':
-      if (request.verb === 'watch' || !tier.fromEtcd) throw new TooManyRequests('no etcd at this tier', 1);
-      return tier.fromEtcd(request, plan.at, raw);
+          cache?.history.startRevision ?? 0,
+        ),
+      );
+    case 'fallback':
+      return fromFallback(tier, cache, request, plan.at, raw, shape);
     case 'local': {
+      // A ready plan implies a cache; a tier whose cache vanished in between is still loading.
       if (cache === undefined) throw new TooManyRequests('the cache is still loading; retry shortly', 1);
-      if (plan.at === 'current')
-        return respond(tier, cache, request, raw, { kind: 'snapshot', reader: cache.snapshot() });
-      try {
-        const start = await reach(tier, cache, request, plan.at);
-        if (plan.at === 'latest') countConsistentRead(tier, request, true, false);
-        return respond(tier, cache, request, raw, start);
-      } catch (error) {
-        if (error instanceof TooLargeResourceVersion) {
-          if (plan.at === 'latest') countConsistentRead(tier, request, false, plan.onTimeout !== 'tooLarge');
-          return onTimeout(tier, request, raw, plan.onTimeout, plan.at, error);
-        }
-        // The cache relisted while the read waited and no longer holds the state the plan
-        // counted on (its window moved past it): the tier behind this one may still have it.
-        if (error instanceof Expired && request.verb !== 'watch') {
-          if (tier.fromEtcd) return tier.fromEtcd(request, plan.at, raw);
-          if (tier.forward) return tier.forward(raw);
-        }
-        throw error;
+      if (plan.at === 'current') {
+        return respond(tier, cache, request, raw, shape, local(tier, cache.snapshot()));
       }
+      const outcome = await reach(tier, cache, request, plan.at);
+      if (plan.at === 'latest') {
+        countConsistentRead(tier, request, 'start' in outcome, plan.onTimeout === 'fallback');
+      }
+      if ('start' in outcome) return respond(tier, cache, request, raw, shape, outcome.start);
+      if ('timedOut' in outcome) {
+        if (plan.onTimeout === 'fallback') return fromFallback(tier, cache, request, plan.at, raw, shape);
+        throw outcome.timedOut;
+      }
+      if (plan.onGone === 'fallback') return fromFallback(tier, cache, request, plan.at, raw, shape);
+      return expired(tier, request, raw, shape, outcome.gone);
     }
   }
 }
 
-/** Where a local read starts: a snapshot to read (or to send as initial events), or a revision to watch after. */
-type Start = { kind: 'snapshot'; reader: KeyReader } | { kind: 'after'; revision: Revision };
-
-/**
- * Brings the cache to the state the plan asks for. Rejects with `TooLargeResourceVersion` when it
- * does not get there within the wait. A watch without initial events never waits for "latest":
- * the changes after etcd's current revision are simply the ones the cache has not seen yet.
- */
-async function reach(tier: ReadTier, cache: WatchCache, request: ReadRequest, at: ReadAt): Promise<Start> {
-  const watchAfter = request.verb === 'watch' && !request.initialEvents;
-  if (at === 'latest') {
-    const latest = await tier.latestRevision(request.exposedPrefix);
-    if (watchAfter) return { kind: 'after', revision: latest };
-    await cache.waitFor(latest, tier.waitTimeoutMs);
-    return { kind: 'snapshot', reader: cache.snapshot() };
-  }
-  if ('exact' in at) {
-    await cache.waitFor(at.exact, tier.waitTimeoutMs);
-    if (watchAfter) return { kind: 'after', revision: at.exact };
-    await tier.checkExact?.(request.exposedPrefix, at.exact);
-    return { kind: 'snapshot', reader: cache.snapshotAt(at.exact) };
-  }
-  await cache.waitFor(at.notOlderThan, tier.waitTimeoutMs);
-  if (watchAfter) return { kind: 'after', revision: at.notOlderThan };
-  return { kind: 'snapshot', reader: cache.snapshot() };
-}
-
-async function onTimeout(
+/** 410: for a watch one ERROR event and the end of the stream, as the API server does. */
+function expired(
   tier: ReadTier,
   request: ReadRequest,
   raw: Request,
-  action: OnTimeout,
-  at: ReadAt,
-  error: TooLargeResourceVersion,
-): Promise<Response> {
-  if (action === 'forward') return forward(tier, raw);
-  if (action === 'etcd' && request.verb !== 'watch' && tier.fromEtcd) return tier.fromEtcd(request, at, raw);
+  shape: ReadShape,
+  error: Expired,
+): Response {
+  if (request.verb === 'watch') return watchErrorResponse(tier, error, shape.watchFraming(raw));
   throw error;
+}
+
+async function fromFallback(
+  tier: ReadTier,
+  cache: WatchCache | undefined,
+  request: ReadRequest,
+  at: ReadAt,
+  raw: Request,
+  shape: ReadShape,
+): Promise<Response> {
+  const result = await tier.fallback(request, at, raw);
+  if (result.kind === 'response') return result.response;
+  if (request.verb === 'watch' && cache === undefined) {
+    throw new TooManyRequests('the cache is still loading; retry shortly', 1);
+  }
+  return respond(tier, cache, request, raw, shape, {
+    kind: 'snapshot',
+    reader: result.reader,
+    servedBy: result.servedBy,
+    headers: false,
+  });
+}
+
+/**
+ * Where a read starts: a snapshot to read (or to send as initial events), or a revision to watch
+ * after. `headers`: whether the tier's extra headers apply (not to a state read elsewhere).
+ */
+type Start =
+  | { kind: 'snapshot'; reader: KeyReader; servedBy: ServedBy; headers: boolean }
+  | { kind: 'after'; revision: Revision };
+
+const local = (tier: ReadTier, reader: KeyReader): Start => ({
+  kind: 'snapshot',
+  reader,
+  servedBy: tier.tier,
+  headers: true,
+});
+
+/** How reaching a state ended: reached, did not get there within the wait, or the state is gone. */
+type Outcome =
+  | { start: Start }
+  | { timedOut: TooLargeResourceVersion | ServiceUnavailable }
+  | { gone: Expired };
+
+/**
+ * Brings the cache to the state the plan asks for. A watch without initial events never waits
+ * for "latest": the changes after etcd's current revision are simply the ones the cache has not
+ * seen yet. "Gone": the cache relisted or trimmed while the read waited, and no longer holds the
+ * state (or the changes after it) the plan counted on.
+ */
+async function reach(tier: ReadTier, cache: WatchCache, request: ReadRequest, at: ReadAt): Promise<Outcome> {
+  const watchAfter = request.verb === 'watch' && !request.initialEvents;
+  try {
+    if (at === 'latest') {
+      const latest = await tier.latestRevision(request.exposedPrefix);
+      if (watchAfter) return after(cache, latest);
+      await cache.waitFor(latest, tier.waitTimeoutMs);
+      return { start: local(tier, cache.snapshot()) };
+    }
+    if ('exact' in at) {
+      await cache.waitFor(at.exact, tier.waitTimeoutMs);
+      if (watchAfter) return after(cache, at.exact);
+      const reader = cache.snapshotAt(at.exact);
+      // Compacted by etcd: final, whatever the plan's onGone (etcd would answer 410 too).
+      await tier.checkExact?.(request.exposedPrefix, at.exact).catch((error: unknown) => {
+        throw new Final(error);
+      });
+      return { start: local(tier, reader) };
+    }
+    await cache.waitFor(at.notOlderThan, tier.waitTimeoutMs);
+    if (watchAfter) return after(cache, at.notOlderThan);
+    return { start: local(tier, cache.snapshot()) };
+  } catch (error) {
+    if (error instanceof Final) throw error.error;
+    if (error instanceof TooLargeResourceVersion || error instanceof ServiceUnavailable) {
+      return { timedOut: error };
+    }
+    if (error instanceof Expired) return { gone: error };
+    throw error;
+  }
+}
+
+/** Wraps an error that must reach the client as it is, not be read as a timeout or a gone state. */
+class Final {
+  constructor(readonly error: unknown) {}
 }
 
 /** A most-recent get or list the cache tried to serve (Kubernetes' consistent_read_total). */
@@ -199,40 +301,40 @@ function countConsistentRead(
   tier.metrics?.count(M.consistentReads, {
     prefix: request.exposedPrefix,
     success: String(success),
-    fallback: String(fallback),
+    fallback: String(!success && fallback),
   });
 }
 
-function forward(tier: ReadTier, raw: Request): Promise<Response> {
-  if (!tier.forward) throw new TooManyRequests('this tier cannot forward reads', 1);
-  return tier.forward(raw);
+/**
+ * A watch of the changes after `revision`, checked against the window now: the stream subscribes
+ * in the same synchronous step (watchStream's `start`), so the window cannot move in between.
+ */
+function after(cache: WatchCache, revision: Revision): Outcome {
+  if (revision < cache.history.startRevision) {
+    return {
+      gone: Expired.tooOld(revision, cache.history.startRevision),
+    };
+  }
+  return { start: { kind: 'after', revision } };
 }
 
 function respond(
   tier: ReadTier,
-  cache: WatchCache,
+  cache: WatchCache | undefined,
   request: ReadRequest,
   raw: Request,
+  shape: ReadShape,
   start: Start,
 ): Response {
-  const extra = tier.headers?.(request.exposedPrefix);
+  const extra = start.kind === 'after' || start.headers ? tier.headers?.(request.exposedPrefix) : undefined;
   if (request.verb === 'watch') {
-    return watchResponse(
-      tier,
-      cache,
-      request,
-      start,
-      watchFraming(raw.headers.get('Accept')),
-      extra,
-      raw.signal,
-    );
+    if (cache === undefined) throw new TooManyRequests('the cache is still loading; retry shortly', 1);
+    return watchResponse(tier, cache, request, start, shape.watchFraming(raw), extra, raw.signal);
   }
   if (start.kind !== 'snapshot') throw new Error('a get or list needs a snapshot');
   const reader = start.reader;
-  const info = { servedBy: tier.tier, revision: reader.revision, ...(extra ? { headers: extra } : {}) };
-  if (request.verb === 'get') {
-    return getResponse(request.key, reader.get(request.key), info, raw.headers.get('If-None-Match'));
-  }
+  const info = { servedBy: start.servedBy, revision: reader.revision, ...(extra ? { headers: extra } : {}) };
+  if (request.verb === 'get') return shape.get(request.key, reader.get(request.key), info, raw);
   const { limit, continue: token } = request.pagination;
   const page = reader.list(request.prefix, {
     ...(token ? { startKey: token.start } : {}),
@@ -244,22 +346,16 @@ function respond(
     { rv: reader.revision, prefix: request.prefix },
     tier.continueSecret,
   );
-  const shape = `${request.prefix}\u0000${token?.start ?? ''}\u0000${limit ?? ''}`;
-  const body = listBodiesOf(cache).get(reader, shape, page.items.length, () =>
-    listBody(listPage, reader.revision),
-  );
-  return listResponse(listPage, info, body);
-}
-
-const listBodies = new WeakMap<WatchCache, ListBodies>();
-
-function listBodiesOf(cache: WatchCache): ListBodies {
-  let bodies = listBodies.get(cache);
-  if (bodies === undefined) {
-    bodies = new ListBodies();
-    listBodies.set(cache, bodies);
-  }
-  return bodies;
+  const source: ListSource = {
+    ...listPage,
+    revision: reader.revision,
+    // Only this tier's own snapshots are read again; a state fetched from etcd is used once.
+    reuse:
+      start.servedBy === tier.tier
+        ? { snapshot: reader, shape: `${request.prefix}\u0000${token?.start ?? ''}\u0000${limit ?? ''}` }
+        : undefined,
+  };
+  return shape.list(source, info);
 }
 
 /** Streams a watch; the request's `Accept` header picked NDJSON or SSE. */
@@ -290,7 +386,7 @@ function watchResponse(
     'Content-Type': watchContentType(framing),
     'Cache-Control': 'no-store',
     'X-Resource-Version': String(revision),
-    'X-Served-By': tier.tier,
+    'X-Served-By': start.kind === 'snapshot' ? start.servedBy : tier.tier,
     'X-Content-Type-Options': 'nosniff',
   });
   for (const [k, v] of Object.entries(extra ?? {})) headers.set(k, v);

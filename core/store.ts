@@ -187,3 +187,38 @@ function firstFalse(keys: string[], before: (key: string) => boolean): number {
   }
   return lo;
 }
+
+/**
+ * A page read elsewhere (the relay's etcd fallback), read like a snapshot so the read path
+ * serves it exactly as it serves the cache's own: the items of one range, in key order, and how
+ * many keys under the prefix follow them. Only the listing it was fetched for is meaningful:
+ * `list` returns the items at or after `startKey` and counts the ones it leaves out as remaining.
+ */
+export class FetchedPage implements KeyReader {
+  readonly revision: Revision;
+  readonly #items: readonly KvObject[];
+  readonly #remaining: number;
+
+  constructor(revision: Revision, items: readonly KvObject[], remaining: number) {
+    this.revision = revision;
+    this.#items = items;
+    this.#remaining = remaining;
+  }
+
+  get size(): number {
+    return this.#items.length;
+  }
+
+  get(key: string): KvObject | undefined {
+    return this.#items.find((o) => o.key === key);
+  }
+
+  list(prefix: string, options: ListOptions = {}): ListPage {
+    const start = options.startKey;
+    const from = start === undefined ? 0 : this.#items.findIndex((o) => compareKeys(o.key, start) >= 0);
+    const under = (from < 0 ? [] : this.#items.slice(from)).filter((o) => o.key.startsWith(prefix));
+    const limit = options.limit !== undefined && options.limit > 0 ? options.limit : under.length;
+    const items = under.slice(0, limit);
+    return { items, remaining: under.length - items.length + this.#remaining };
+  }
+}

@@ -1,14 +1,14 @@
 /**
  * The relay as a `ReadTier` (core/read-api.ts): its caches are the PrefixCaches, "latest" is a
- * quorum read, and the plan's `etcd` reads go straight to etcd.
+ * quorum read, and its fallback is etcd: it reads etcd's state and serves it like the cache's.
  */
 import type { Etcd3 } from 'etcd3';
 import type { Authorizer } from '../core/auth.ts';
-import { getResponse, listResponse } from '../core/format.ts';
 import type { MetricsSink } from '../core/metrics.ts';
 import type { ReadTier } from '../core/read-api.ts';
-import type { GetRequest, ListRequest } from '../core/request.ts';
+import type { ReadRequest } from '../core/request.ts';
 import type { ReadAt } from '../core/rules.ts';
+import { FetchedPage, type KeyReader } from '../core/store.ts';
 import type { Clock } from '../core/types.ts';
 import { etcdGet, etcdList } from './etcd/reads.ts';
 import type { Logger } from './log.ts';
@@ -49,7 +49,11 @@ export function relayTier(options: RelayTierOptions): ReadTier {
     authorize: (request, raw) => {
       options.authorizer().check(raw.headers.get('Authorization'), request);
     },
-    fromEtcd: (request, at, raw) => readFromEtcd(client, request, at, raw, options.continueSecret),
+    fallback: async (request, at) => ({
+      kind: 'state',
+      servedBy: 'etcd',
+      reader: await readFromEtcd(client, request, at),
+    }),
     onError: (error, request) =>
       log.error('unexpected error serving a read', {
         path: new URL(request.url).pathname,
@@ -60,26 +64,24 @@ export function relayTier(options: RelayTierOptions): ReadTier {
   };
 }
 
-async function readFromEtcd(
-  client: Etcd3,
-  request: GetRequest | ListRequest,
-  at: ReadAt,
-  raw: Request,
-  continueSecret: string | undefined,
-): Promise<Response> {
+/**
+ * etcd's state at `at` for `request`: the key of a get, the page of a list, the whole prefix for
+ * a watch's initial events. etcd answers 410 for a compacted Exact revision.
+ */
+async function readFromEtcd(client: Etcd3, request: ReadRequest, at: ReadAt): Promise<KeyReader> {
   const minRevision = at !== 'latest' && 'notOlderThan' in at ? at.notOlderThan : 0;
   if (request.verb === 'get') {
     const { object, revision } = await etcdGet(client, request.key, minRevision);
-    return getResponse(request.key, object, { servedBy: 'etcd', revision }, raw.headers.get('If-None-Match'));
+    return new FetchedPage(revision, object ? [object] : [], 0);
   }
   const exact = at !== 'latest' && 'exact' in at ? at.exact : 0;
-  const { page, revision } = await etcdList(client, {
+  const pagination = request.verb === 'list' ? request.pagination : {};
+  const { items, remaining, revision } = await etcdList(client, {
     prefix: request.prefix,
     revision: exact,
     minRevision,
-    limit: request.pagination.limit,
-    startKey: request.pagination.continue?.start,
-    continueSecret,
+    limit: pagination.limit,
+    startKey: pagination.continue?.start,
   });
-  return listResponse(page, { servedBy: 'etcd', revision });
+  return new FetchedPage(revision, items, remaining);
 }

@@ -1,7 +1,7 @@
 /**
  * The edge replica as a `ReadTier` (core/read-api.ts): its cache is the replica's, "latest" is
  * a `revisionRequest` over the replication stream (a few bytes, instead of forwarding the whole
- * read), and what the plan sends elsewhere is forwarded to the relay.
+ * read), and its fallback is the relay: what the plan sends there is forwarded unchanged.
  */
 import type { Authorizer } from '../core/auth.ts';
 import { ServiceUnavailable } from '../core/errors.ts';
@@ -55,19 +55,8 @@ export function edgeTier(options: EdgeTierOptions): ReadTier {
       if (!link) return Promise.reject(new ServiceUnavailable('no relay link'));
       return link.requestRevision(waitTimeoutMs);
     },
-    forward: async (raw) => {
-      const url = new URL(raw.url);
-      const headers = new Headers();
-      for (const name of FORWARDED_HEADERS) {
-        const value = raw.headers.get(name);
-        if (value !== null) headers.set(name, value);
-      }
-      try {
-        return await fetch(`${relayUrl}${url.pathname}${url.search}`, { headers, signal: raw.signal });
-      } catch {
-        return errorResponse(new ServiceUnavailable('the relay is unreachable from the edge'), 'edge');
-      }
-    },
+    // The relay gets the request unchanged and applies the rules itself (core/rules.ts).
+    fallback: async (_request, _at, raw) => ({ kind: 'response', response: await forward(relayUrl, raw) }),
     headers: () => {
       const headers: Record<string, string> = { 'X-Edge-Replica': options.replica };
       if (link && !link.connected) {
@@ -80,4 +69,19 @@ export function edgeTier(options: EdgeTierOptions): ReadTier {
     onWatch: options.onWatch,
     ...(options.metrics ? { metrics: options.metrics } : {}),
   };
+}
+
+/** Sends `raw` on to the relay with the client's headers that matter; 503 if it is unreachable. */
+async function forward(relayUrl: string, raw: Request): Promise<Response> {
+  const url = new URL(raw.url);
+  const headers = new Headers();
+  for (const name of FORWARDED_HEADERS) {
+    const value = raw.headers.get(name);
+    if (value !== null) headers.set(name, value);
+  }
+  try {
+    return await fetch(`${relayUrl}${url.pathname}${url.search}`, { headers, signal: raw.signal });
+  } catch {
+    return errorResponse(new ServiceUnavailable('the relay is unreachable from the edge'), 'edge');
+  }
 }

@@ -5,9 +5,7 @@
  * catch up in time). The responses are the same shape as the cache's, marked `X-Served-By: etcd`.
  */
 import type { Etcd3 } from 'etcd3';
-import { paginate } from '../../core/continue.ts';
 import { Expired, ServiceUnavailable, TooLargeResourceVersion } from '../../core/errors.ts';
-import type { ListPage } from '../../core/format.ts';
 import type { KvObject, Revision } from '../../core/types.ts';
 import { isCompactedError, kvToObject, prefixEnd } from './lister.ts';
 
@@ -33,14 +31,16 @@ export interface EtcdListOptions {
   limit?: number | undefined;
   /** Inclusive first key (from a continue token). */
   startKey?: string | undefined;
-  continueSecret?: string | undefined;
 }
 
-/** One page of a list read from etcd, with a continue token pinned to the page's revision. */
+/**
+ * One page of a list read from etcd at one revision: the items and how many keys follow them
+ * (the read path pages it like a cache's snapshot, core/continue.ts).
+ */
 export async function etcdList(
   client: Etcd3,
   options: EtcdListOptions,
-): Promise<{ page: ListPage; revision: Revision }> {
+): Promise<{ items: KvObject[]; remaining: number; revision: Revision }> {
   const { prefix, limit } = options;
   const rangeEnd = prefixEnd(Buffer.from(prefix, 'utf8'));
   const from = Buffer.from(options.startKey ?? prefix, 'utf8');
@@ -58,7 +58,7 @@ export async function etcdList(
   }
   const items = res.kvs.map(kvToObject);
   const remaining = res.more ? Number(res.count) - items.length : 0;
-  return { page: paginate(items, remaining, { rv: revision, prefix }, options.continueSecret), revision };
+  return { items, remaining, revision };
 }
 
 /** Maps etcd's failures to the API's: compacted → 410, anything else (unreachable) → 503. */
