@@ -131,13 +131,30 @@ export function parseReadRequest(
   query: URLSearchParams,
   options: ParseOptions,
 ): ReadRequest {
+  if (rawPath.startsWith(KV_PATH)) {
+    return readRequestFor({ key: decodePathRest(rawPath.slice(KV_PATH.length)) }, query, options);
+  }
+  if (!rawPath.startsWith(LIST_PATH)) throw new NotFound(`no read endpoint at ${JSON.stringify(rawPath)}`);
+  return readRequestFor({ prefix: decodePathRest(rawPath.slice(LIST_PATH.length)) }, query, options);
+}
+
+/**
+ * The `ReadRequest` for a key (a get) or a prefix (a list or, with `watch`, a watch) and the
+ * query's Kubernetes parameters, with every rule above. For front ends that map their own paths
+ * to keys and prefixes (core/k8s/): the same parameters then mean the same thing everywhere.
+ */
+export function readRequestFor(
+  target: { readonly key: string } | { readonly prefix: string },
+  query: URLSearchParams,
+  options: ParseOptions,
+): ReadRequest {
   const params = knownParams(query);
   const timeoutSeconds = parseTimeout(params.timeoutSeconds);
   const base = timeoutSeconds === undefined ? {} : { timeoutSeconds };
   const rv = params.resourceVersion === undefined ? undefined : parseResourceVersion(params.resourceVersion);
 
-  if (rawPath.startsWith(KV_PATH)) {
-    const key = decodePathRest(rawPath.slice(KV_PATH.length));
+  if ('key' in target) {
+    const key = target.key;
     if (parseBool('watch', params.watch) === true) {
       throw new BadRequest('watch is only supported on /v1/list/{prefix}');
     }
@@ -146,9 +163,8 @@ export function parseReadRequest(
       rv === undefined ? { kind: 'mostRecent' } : rv === 0 ? { kind: 'any' } : { kind: 'notOlderThan', rv };
     return { verb: 'get', key, exposedPrefix, consistency, ...base };
   }
-  if (!rawPath.startsWith(LIST_PATH)) throw new NotFound(`no read endpoint at ${JSON.stringify(rawPath)}`);
 
-  const prefix = decodePathRest(rawPath.slice(LIST_PATH.length));
+  const prefix = target.prefix;
   const match = parseMatch(params.resourceVersionMatch);
   const watch = parseBool('watch', params.watch) === true;
   const sendInitialEvents = parseBool('sendInitialEvents', params.sendInitialEvents);
