@@ -41,6 +41,7 @@ export {
 } from './errors.ts';
 export type { InformerHandlers, InformerOptions, InformerStats, RetryDelays } from './informer.ts';
 export { Informer } from './informer.ts';
+export { ndjsonChunks } from './ndjson.ts';
 export { valueBytes, valueText } from './value.ts';
 export type { BookmarkEvent, ChangeEvent, WatchEvent } from './watch.ts';
 export { Watch } from './watch.ts';

@@ -13,6 +13,7 @@
  */
 import type { KvObject } from '../core/types.ts';
 import { EdgewatchError, type Status, StatusError, TransportError } from './errors.ts';
+import { ndjsonChunks } from './ndjson.ts';
 
 /** A change to one key. `revision` is the change's revision (the object's `modRevision`). */
 export interface ChangeEvent {
@@ -70,36 +71,11 @@ export class Watch implements AsyncIterable<WatchEvent> {
   async *chunks(): AsyncGenerator<WatchEvent[], void, undefined> {
     if (this.#used) throw new EdgewatchError('a watch can be read only once');
     this.#used = true;
-    const reader = this.#body.getReader();
-    const decoder = new TextDecoder();
-    let buffer = '';
-    // Closing ends a pending read at once, whatever `fetch` (an injected one too) does on abort.
-    const cancel = () => reader.cancel().catch(() => undefined);
-    const signal = this.#abort.signal;
-    if (signal.aborted) return;
-    signal.addEventListener('abort', cancel, { once: true });
     try {
-      for (;;) {
-        let read: Awaited<ReturnType<typeof reader.read>>;
-        try {
-          read = await reader.read();
-        } catch (error) {
-          if (this.#abort.signal.aborted) return;
-          throw new TransportError(`${this.#request}: the watch stream broke`, { cause: error });
-        }
-        let lines: string[];
-        if (signal.aborted) return;
-        if (read.done) {
-          lines = [buffer + decoder.decode()];
-        } else {
-          buffer += decoder.decode(read.value, { stream: true });
-          lines = buffer.split('\n');
-          buffer = lines.pop() ?? '';
-        }
+      for await (const values of ndjsonChunks(this.#body, this.#abort.signal, this.#request)) {
         const events: WatchEvent[] = [];
-        for (const line of lines) {
-          if (line.trim() === '') continue; // keep-alive
-          const event = this.#parse(line);
+        for (const value of values) {
+          const event = this.#typed(value);
           if (event instanceof StatusError) {
             // The events before the ERROR are delivered; then the stream is over.
             if (events.length > 0) yield events;
@@ -107,24 +83,15 @@ export class Watch implements AsyncIterable<WatchEvent> {
           }
           events.push(event);
         }
-        if (events.length > 0) yield events;
-        if (read.done) return;
+        yield events;
       }
     } finally {
-      signal.removeEventListener('abort', cancel);
       this.#abort.abort();
-      cancel();
     }
   }
 
-  #parse(line: string): WatchEvent | StatusError {
-    let wire: WireLine;
-    try {
-      wire = JSON.parse(line) as WireLine;
-    } catch {
-      throw new EdgewatchError(`${this.#request}: the watch sent a line that is not JSON`);
-    }
-    const { type, object } = wire;
+  #typed(value: unknown): WatchEvent | StatusError {
+    const { type, object } = (value ?? {}) as WireLine;
     if (typeof object !== 'object' || object === null) {
       throw new EdgewatchError(`${this.#request}: a watch event without an object`);
     }
