@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Etcd3 } from 'etcd3';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { base64ToBytes } from '../core/object.ts';
 import { sha256Hex } from '../core/sha256.ts';
@@ -352,6 +353,73 @@ describe('bad input', () => {
     }
     expect((await put(stack.relay.url, key, new Uint8Array(MAX_VALUE_BYTES).fill(0x62))).status).toBe(200);
     expect((await etcdKey(stack.client, key)).kv?.value.length).toBe(MAX_VALUE_BYTES);
+  });
+});
+
+describe('hostile writes', () => {
+  it('answers every generated write with a Status and a 4xx or 200, never a 5xx, at both tiers', async () => {
+    const segment = fc.oneof(
+      fc.constantFrom(
+        'registry',
+        'configmaps',
+        'fuzz',
+        '',
+        '..',
+        '.',
+        '%zz',
+        '%00',
+        '%2F',
+        '%E2%82',
+        'a%20b',
+        '~',
+      ),
+      fc.string({ maxLength: 8 }).map(encodeURIComponent),
+    );
+    const header = fc.oneof(
+      fc.constantFrom('*', '"1"', '"999999999"', 'W/"1"', '"1", "2"', '""', '"-1"', '"01"', '"abc"', ' * '),
+      fc.string({ maxLength: 12, unit: fc.constantFrom(...' "*,/W0123456789abcdef'.split('')) }),
+    );
+    const request = fc.record({
+      tier: fc.constantFrom(0, 1),
+      method: fc.constantFrom('PUT', 'DELETE', 'POST', 'PATCH'),
+      root: fc.constantFrom(
+        '/v1/kv/registry/fuzz/',
+        '/v1/kv/',
+        '/v1/list/registry/',
+        '/v1/kv/other/',
+        '/v1/',
+      ),
+      path: fc.array(segment, { maxLength: 3 }),
+      query: fc.constantFrom('', '?resourceVersion=1', '?limit=2', '?x=y', '?watch=true'),
+      token: fc.constantFrom(WRITER, READER, APPS_WRITER, 'garbage', undefined),
+      ifMatch: fc.option(header, { nil: undefined }),
+      ifNoneMatch: fc.option(header, { nil: undefined }),
+      body: fc.uint8Array({ maxLength: 64 }),
+    });
+    const allowed = new Set([200, 400, 401, 403, 404, 405, 412]);
+    await fc.assert(
+      fc.asyncProperty(request, async (r) => {
+        const base = tiers()[r.tier]?.url ?? '';
+        const headers: Record<string, string> = {};
+        if (r.token) headers.Authorization = `Bearer ${r.token}`;
+        if (r.ifMatch !== undefined) headers['If-Match'] = r.ifMatch;
+        if (r.ifNoneMatch !== undefined) headers['If-None-Match'] = r.ifNoneMatch;
+        const res = await fetch(`${base}${r.root}${r.path.join('/')}${r.query}`, {
+          method: r.method,
+          headers,
+          ...(r.method === 'DELETE' ? {} : { body: r.body }),
+        });
+        const text = await res.text();
+        expect(
+          allowed,
+          `${r.method} ${r.root}${r.path.join('/')}${r.query} → ${res.status} ${text}`,
+        ).toContain(res.status);
+        if (res.status !== 200) expect(JSON.parse(text)).toMatchObject({ kind: 'Status', code: res.status });
+      }),
+      { numRuns: 300, seed: 15 },
+    );
+    // Both tiers still write.
+    for (const { url } of tiers()) expect((await put(url, `${PREFIX}fuzz/after`, 'ok')).status).toBe(200);
   });
 });
 
