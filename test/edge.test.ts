@@ -94,7 +94,8 @@ describe('the edge replica', () => {
     const during = await put(stack, `${PREFIX}warm/while-down`, 'y');
     await stack.worker?.restart();
 
-    // The first read after the restart is answered from what SQLite held, with no wait.
+    // The first read after the restart is answered from what SQLite held, once the relay has
+    // vouched for it (its digest at the stored revision is the relay's: no snapshot).
     const res = await fetch(`${edgeUrl()}/v1/list${PREFIX}warm/?resourceVersion=0`);
     expect(res.headers.get('X-Served-By')).toBe('edge');
     const body = (await res.json()) as { items: unknown[] };

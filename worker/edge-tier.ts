@@ -19,6 +19,11 @@ export interface EdgeTierOptions {
   settings: EdgeSettings;
   clock: Clock;
   cache: WatchCache;
+  /**
+   * Whether the cache may serve (worker/replica-history.ts): false while a state loaded from
+   * SQLite is not yet vouched for by the relay; reads are then forwarded, as for a cold replica.
+   */
+  serving?: () => boolean;
   link: RelayLink | undefined;
   replica: string;
   /** The client tokens from the relay (the replica forwards everything until it has them). */
@@ -45,7 +50,7 @@ export function edgeTier(options: EdgeTierOptions): ReadTier {
     get consistentReadsFromCache() {
       return link?.connected ?? false;
     },
-    cache: () => cache,
+    cache: () => (options.serving?.() === false ? undefined : cache),
     authorize: (request, raw) => {
       const authorizer = options.authorizer();
       if (!authorizer) throw new ServiceUnavailable('the edge has not received its client tokens yet');

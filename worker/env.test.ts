@@ -29,6 +29,8 @@ describe('parseEnv', () => {
       heartbeatMs: 5_000,
       insecureNoAuth: false,
       rateLimit: { ratePerSecond: 100, burst: 200 },
+      selfCheckMs: 60_000,
+      testHooks: false,
     });
   });
 
@@ -43,6 +45,8 @@ describe('parseEnv', () => {
         EDGEWATCH_INSECURE_NO_AUTH: '1',
         EDGE_RATE_LIMIT_RPS: '0',
         EDGE_RATE_LIMIT_BURST: '3',
+        EDGE_SELF_CHECK_MS: '500',
+        EDGEWATCH_TEST_HOOKS: '1',
       }),
     );
     expect(settings).toMatchObject({
@@ -53,6 +57,8 @@ describe('parseEnv', () => {
       heartbeatMs: 100,
       insecureNoAuth: true,
       rateLimit: { ratePerSecond: 0, burst: 3 },
+      selfCheckMs: 500,
+      testHooks: true,
     });
   });
 

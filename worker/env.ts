@@ -18,6 +18,8 @@
  * | EDGE_HEARTBEAT_MS            | ping interval on the replication stream            | 5000      |
  * | EDGEWATCH_INSECURE_NO_AUTH   | `1`: local development, no credentials checked     | off       |
  * | EDGE_RATE_LIMIT_RPS, _BURST  | per-client limit per replica (RPS 0 = off)         | 100, 200  |
+ * | EDGE_SELF_CHECK_MS           | mean time between a replica's self-checks (0 = off)| 60000     |
+ * | EDGEWATCH_TEST_HOOKS         | `1`: test-only routes (planted corruption)         | off       |
  *
  * A bad value is an error naming the variable, thrown by `parseEnv`: the Worker answers every
  * request (and /healthz) with a 503 saying so, instead of running with, say, a NaN timer that
@@ -33,7 +35,9 @@ type OptionalVar =
   | 'EDGE_HEARTBEAT_MS'
   | 'EDGEWATCH_INSECURE_NO_AUTH'
   | 'EDGE_RATE_LIMIT_RPS'
-  | 'EDGE_RATE_LIMIT_BURST';
+  | 'EDGE_RATE_LIMIT_BURST'
+  | 'EDGE_SELF_CHECK_MS'
+  | 'EDGEWATCH_TEST_HOOKS';
 
 /** Every binding the Worker and its Durable Objects get. */
 export type Bindings = Env & { readonly [K in OptionalVar]?: string };
@@ -52,6 +56,10 @@ export interface EdgeSettings {
   readonly insecureNoAuth: boolean;
   /** Per client and replica; `ratePerSecond` 0 turns limiting off. */
   readonly rateLimit: { readonly ratePerSecond: number; readonly burst: number };
+  /** Mean time between a replica's self-checks (worker/replica-history.ts); 0 = off. */
+  readonly selfCheckMs: number;
+  /** Test-only routes (`/_replica/corrupt/…`); never set in a deployment. */
+  readonly testHooks: boolean;
 }
 
 /** Parsed once per bindings object (workerd hands the same one to every request of an isolate). */
@@ -75,6 +83,8 @@ export function parseEnv(env: Bindings): EdgeSettings {
       ratePerSecond: count('EDGE_RATE_LIMIT_RPS', env.EDGE_RATE_LIMIT_RPS, 100),
       burst: count('EDGE_RATE_LIMIT_BURST', env.EDGE_RATE_LIMIT_BURST, 200, 1),
     },
+    selfCheckMs: milliseconds('EDGE_SELF_CHECK_MS', env.EDGE_SELF_CHECK_MS, 60_000),
+    testHooks: flag('EDGEWATCH_TEST_HOOKS', env.EDGEWATCH_TEST_HOOKS),
   };
   parsed.set(env, settings);
   return settings;

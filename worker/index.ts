@@ -55,7 +55,14 @@ app.on(['PUT', 'DELETE'], '/v1/*', (c) =>
 /** Every read goes to its replica; the replica parses and answers it (or forwards it). */
 app.on(
   'GET',
-  ['/v1/kv/*', '/v1/list/*', '/_replica/status/*', '/_replica/metrics/*', '/_replica/readyz/*'],
+  [
+    '/v1/kv/*',
+    '/v1/list/*',
+    '/_replica/status/*',
+    '/_replica/metrics/*',
+    '/_replica/readyz/*',
+    '/_replica/corrupt/*',
+  ],
   async (c) => {
     const raw = c.req.raw;
     if (raw.url.length > MAX_URL_LENGTH) {
@@ -71,7 +78,7 @@ app.on(
     const headers = new Headers(raw.headers);
     headers.set(REPLICA_HEADER, name);
     headers.set(PREFIX_HEADER, routed);
-    const internal = /^\/_replica\/(status|metrics|readyz)\//.exec(url.pathname)?.[1];
+    const internal = /^\/_replica\/(status|metrics|readyz|corrupt)\//.exec(url.pathname)?.[1];
     const target = internal ? `${url.origin}/_replica/${internal}${url.search}` : raw.url;
     // The replica's response goes back as it is: its body is not piped through a stream of ours,
     // which cost a JS hop per chunk per watcher on the replica's own thread. A client that goes

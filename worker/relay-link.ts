@@ -24,13 +24,18 @@ export interface LinkHandlers {
    * A snapshot of the prefix at `revision` begins: its objects follow in key order through
    * `snapshotChunk`, and `snapshotEnd` says it is complete. A stream cut before the end just
    * starts over (the next connect sends a new `snapshotStart`), so the receiver stages the chunks
-   * and swaps them in only at the end.
+   * and swaps them in only at the end. `newHistory`: the relay found the replica's state in
+   * another etcd history (core/protocol.ts "History identity"): stop serving it now, and take
+   * this snapshot even if it is older.
    */
-  snapshotStart(revision: Revision): void;
+  snapshotStart(revision: Revision, newHistory?: boolean): void;
   snapshotChunk(objects: readonly KvObject[]): void;
-  snapshotEnd(revision: Revision): void;
-  batches(batches: readonly RevisionBatch[]): void;
-  progress(revision: Revision): void;
+  /** `digest`: the relay's digest of the snapshot, for the replica to check what it received. */
+  snapshotEnd(revision: Revision, digest?: string): void;
+  /** `digest`: the relay's digest after the last batch. */
+  batches(batches: readonly RevisionBatch[], digest?: string): void;
+  /** `digest`: the relay's digest at `revision`. */
+  progress(revision: Revision, digest?: string): void;
   /** The relay's client tokens and scopes (on connect and whenever they change). */
   scopes(table: ScopeTable): void;
   log(msg: string, fields?: Record<string, string | number | boolean | undefined>): void;
@@ -44,6 +49,8 @@ export interface RelayLinkOptions {
   clock: Clock;
   /** The revision the replica's state is at (asked at every connect); undefined for none. */
   fromRevision(): Revision | undefined;
+  /** The digest of the replica's state at that revision (its history identity), sent with it. */
+  digest?(): string | undefined;
   handlers: LinkHandlers;
   /** Send a ping this often. */
   heartbeatMs?: number;
@@ -128,6 +135,18 @@ export class RelayLink {
     this.#teardown('stopped');
   }
 
+  /**
+   * Drops the current stream and opens a new one at once (the replica dropped its state and
+   * needs a snapshot). Nothing happens when the link is stopped or not connected yet: the next
+   * hello asks for what the replica holds then anyway.
+   */
+  reconnect(why: string): void {
+    const socket = this.#socket;
+    if (!this.#running || socket === undefined) return;
+    this.#teardown(why);
+    void this.#connect();
+  }
+
   /** etcd's current revision, via the relay; the relay promises progress reaching it. */
   requestRevision(timeoutMs: number): Promise<Revision> {
     const socket = this.#socket;
@@ -172,12 +191,14 @@ export class RelayLink {
     socket.addEventListener('close', () => this.#onDown(socket, 'closed'));
     socket.addEventListener('error', () => this.#onDown(socket, 'error'));
     const from = this.#o.fromRevision();
+    const digest = from !== undefined && from > 0 ? this.#o.digest?.() : undefined;
     this.#send({
       v: PROTOCOL_VERSION,
       type: 'hello',
       prefix: this.#o.prefix,
       replica: this.#o.replica,
       ...(from !== undefined && from > 0 ? { fromRevision: from } : {}),
+      ...(digest !== undefined ? { digest } : {}),
     });
     this.#heartbeat(socket);
   }
@@ -232,7 +253,7 @@ export class RelayLink {
     switch (message.type) {
       case 'snapshotStart':
         this.#snapshot = message.revision;
-        h.snapshotStart(message.revision);
+        h.snapshotStart(message.revision, message.newHistory === true);
         return;
       case 'snapshotChunk':
         if (this.#snapshot === undefined) {
@@ -249,16 +270,16 @@ export class RelayLink {
           return;
         }
         this.#up();
-        h.snapshotEnd(revision);
+        h.snapshotEnd(revision, message.digest);
         return;
       }
       case 'batches':
         this.#up();
-        h.batches(message.batches);
+        h.batches(message.batches, message.digest);
         return;
       case 'progress':
         this.#up();
-        h.progress(message.revision);
+        h.progress(message.revision, message.digest);
         return;
       case 'revisionResponse': {
         const pending = this.#pending.get(message.id);

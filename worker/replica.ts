@@ -39,6 +39,7 @@ import {
 } from './metrics.ts';
 import { RateLimiter } from './rate-limit.ts';
 import { RelayLink } from './relay-link.ts';
+import { ReplicaHistory } from './replica-history.ts';
 import { ReplicaStorage } from './storage.ts';
 
 /** Headers the Worker sets when it routes a request here. */
@@ -61,6 +62,8 @@ export class Replica extends DurableObject<Bindings> {
   #readiness: Readiness | undefined;
   #storage: ReplicaStorage | undefined;
   #link: RelayLink | undefined;
+  /** History identity, digest comparisons and the self-check (worker/replica-history.ts). */
+  #history: ReplicaHistory | undefined;
   #lastActivityAt = 0;
   #watchers = 0;
   #idleTimer: (() => void) | undefined;
@@ -104,6 +107,8 @@ export class Replica extends DurableObject<Bindings> {
       }
       case '/_replica/readyz':
         return this.#readiness?.response(url.searchParams.has('verbose'));
+      case '/_replica/corrupt':
+        return this.#settings.testHooks ? this.#corruptForTest(url) : undefined;
       default:
         return undefined;
     }
@@ -122,6 +127,8 @@ export class Replica extends DurableObject<Bindings> {
         'edge',
       );
     }
+    // A state loaded from SQLite is served only once the relay vouched for it (worker/replica-history.ts).
+    await this.#history?.whenVerified(this.#settings.waitMs);
     return this.#readTier
       ? serveRead(this.#readTier, clean)
       : errorResponse(new ServiceUnavailable('replica not started'), 'edge');
@@ -140,7 +147,26 @@ export class Replica extends DurableObject<Bindings> {
       connected: this.#link?.connected ?? false,
       linkRunning: this.#link?.running ?? false,
       received: { ...(this.#link?.received ?? {}) },
+      history: this.#history?.status(),
     };
+  }
+
+  /**
+   * Test hook (EDGEWATCH_TEST_HOOKS=1 only): changes one stored object's value in SQLite and in
+   * memory without an event or a digest update, as a corrupted disk or a bug would, so that the
+   * tests can watch the self-check find and repair it.
+   */
+  #corruptForTest(url: URL): Response {
+    const key = url.searchParams.get('key') ?? '';
+    const value = url.searchParams.get('value') ?? 'corrupt';
+    const current = this.#cache.snapshot().get(key);
+    if (current === undefined || this.#storage === undefined)
+      return new Response('no such key', { status: 404 });
+    const { valueBase64: _, ...rest } = current;
+    const planted: KvObject = Object.freeze({ ...rest, value });
+    this.#storage.corruptForTest(planted);
+    this.#cache.corruptForTest(planted);
+    return Response.json(planted);
   }
 
   /** Runs inside blockConcurrencyWhile: loads the stored state, then opens the relay stream. */
@@ -149,11 +175,21 @@ export class Replica extends DurableObject<Bindings> {
     const storage = new ReplicaStorage(this.ctx.storage, prefix);
     this.#storage = storage;
     const stored = storage.load();
+    // Loaded but unverified: reads are forwarded until the relay vouches for this state.
     if (stored) this.#cache.replace(stored.revision, stored.objects);
     const scopes = this.ctx.storage.kv.get<ScopeTable>(SCOPES_KEY);
     if (scopes !== undefined) this.#setScopes(scopes);
     this.#status = { kind: 'serving', name, prefix };
     const log = workerLogger('replica', { replica: name });
+    const history = new ReplicaHistory({
+      cache: this.#cache,
+      clock: this.#clock,
+      clearStorage: () => storage.clear(),
+      reconnect: (why) => this.#link?.reconnect(why),
+      log: (msg, fields) => log.info(msg, fields),
+      intervalMs: this.#settings.selfCheckMs,
+    });
+    this.#history = history;
     this.#link = new RelayLink({
       relayUrl: this.#settings.relayUrl,
       secret: this.#settings.replicationSecret,
@@ -161,12 +197,25 @@ export class Replica extends DurableObject<Bindings> {
       replica: name,
       clock: this.#clock,
       fromRevision: () => (this.#cache.ready ? this.#cache.revision : undefined),
+      digest: () => history.helloDigest(),
       handlers: {
-        snapshotStart: (revision) => this.#onSnapshotStart(storage, revision),
+        snapshotStart: (revision, newHistory) => {
+          history.onSnapshotStart(newHistory === true);
+          this.#onSnapshotStart(storage, revision);
+        },
         snapshotChunk: (objects) => this.#onSnapshotChunk(storage, objects),
-        snapshotEnd: (revision) => this.#onSnapshotEnd(storage, revision),
-        batches: (batches) => this.#onBatches(batches),
-        progress: (revision) => this.#onProgress(revision),
+        snapshotEnd: (revision, digest) => {
+          if (this.#onSnapshotEnd(storage, revision)) history.onSnapshot(revision, digest);
+        },
+        batches: (batches, digest) => {
+          this.#onBatches(batches);
+          const last = batches.at(-1);
+          if (last) history.onMessage(last.revision, digest);
+        },
+        progress: (revision, digest) => {
+          this.#onProgress(revision);
+          history.onMessage(revision, digest);
+        },
         scopes: (table) => {
           this.ctx.storage.kv.put(SCOPES_KEY, table);
           this.#setScopes(table);
@@ -220,7 +269,9 @@ export class Replica extends DurableObject<Bindings> {
    * A snapshot streams into SQLite's staging table chunk by chunk (one small transaction each)
    * and is swapped in at its end, in one transaction, with the cache replaced in the same
    * synchronous step; until then `load()` and every reader see the previous complete state. A
-   * snapshot older than what the replica holds is ignored whole (no time travel).
+   * snapshot older than what the replica holds is ignored whole (no time travel) — unless the
+   * relay said the held state is from another history: then `ReplicaHistory` has dropped it
+   * already (the cache is not ready) and any snapshot is taken.
    */
   #onSnapshotStart(storage: ReplicaStorage, revision: Revision): void {
     if (this.#cache.ready && revision < this.#cache.revision) {
@@ -240,12 +291,14 @@ export class Replica extends DurableObject<Bindings> {
     for (const o of objects) snapshot.objects.push(o);
   }
 
-  #onSnapshotEnd(storage: ReplicaStorage, revision: Revision): void {
+  /** Swaps the staged snapshot in; false when it was ignored. */
+  #onSnapshotEnd(storage: ReplicaStorage, revision: Revision): boolean {
     const snapshot = this.#snapshot;
     this.#snapshot = undefined;
-    if (snapshot?.revision !== revision) return;
+    if (snapshot?.revision !== revision) return false;
     storage.commitSnapshot(revision);
     this.#cache.replace(revision, snapshot.objects);
+    return true;
   }
 
   /**
@@ -276,6 +329,7 @@ export class Replica extends DurableObject<Bindings> {
       settings: this.#settings,
       clock: this.#clock,
       cache: this.#cache,
+      serving: () => this.#history?.verified === true,
       link,
       replica: name,
       authorizer: () => this.#authorizer,
@@ -292,6 +346,7 @@ export class Replica extends DurableObject<Bindings> {
   #touch(): void {
     this.#lastActivityAt = this.#clock.now();
     if (this.#link && !this.#link.running) this.#link.start();
+    this.#history?.arm(() => this.#link?.running === true);
     if (this.#idleTimer) return;
     const { idleMs } = this.#settings;
     const check = () => {

@@ -7,8 +7,8 @@ import { ApiError } from '../core/errors.ts';
 import { errorResponse } from '../core/format.ts';
 import { exposedPrefixFor, parseReadRequest } from '../core/request.ts';
 
-/** `/_replica/{status,metrics,readyz}/{prefix}`: about one replica, no read. */
-const INTERNAL_PATH = /^\/_replica\/(status|metrics|readyz)\//;
+/** `/_replica/{status,metrics,readyz,corrupt}/{prefix}`: about one replica, no read (corrupt: tests only). */
+const INTERNAL_PATH = /^\/_replica\/(status|metrics|readyz|corrupt)\//;
 
 /** The exposed prefix whose replica serves `url`, or the error response to send instead. */
 export function exposedPrefixOfPath(

@@ -289,6 +289,14 @@ export class ReplicaStorage {
     this.#revision = revision;
   }
 
+  /**
+   * Test hook: overwrites one object's row without touching the revision, as a corrupted disk
+   * would (the replica's self-check tests). Never called outside tests.
+   */
+  corruptForTest(object: KvObject): void {
+    this.#host.transactionSync(() => this.#host.sql.exec(SQL.put, ...objectRow(object)));
+  }
+
   /** Forgets everything: no complete state, no snapshot in progress. The next start is cold. */
   clear(): void {
     const { sql } = this.#host;
