@@ -8,11 +8,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { restoreMember, saveSnapshot, wipeMember } from '../scripts/lib/etcd-history.ts';
 import type { ReplicaHistoryStatus } from '../worker/replica-history.ts';
 import { WatchReader } from './contract/watch-reader.ts';
-import { eventually } from './helpers/eventually.ts';
 import { type Stack, startStack } from './helpers/stack.ts';
 
 const PREFIX = '/registry/';
@@ -41,6 +40,23 @@ afterAll(async () => {
 });
 
 const edgeUrl = () => stack.worker?.url ?? '';
+
+/** Polls `read` until `ok` holds (failing with the last value after `timeout`): no sleeps. */
+function eventually<T>(
+  read: () => Promise<T>,
+  ok: (value: T) => boolean,
+  what: string,
+  timeout = 20_000,
+): Promise<T> {
+  return vi.waitFor(
+    async () => {
+      const value = await read();
+      expect(ok(value), `${what}: ${JSON.stringify(value)}`).toBe(true);
+      return value;
+    },
+    { timeout, interval: 50 },
+  );
+}
 
 async function etcdState(): Promise<{ revision: number; items: Item[] }> {
   const res = await stack.client.kv.range({ key: Buffer.from(PREFIX), range_end: Buffer.from('/registry0') });
