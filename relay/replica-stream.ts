@@ -1,22 +1,36 @@
 /**
  * One edge replica's replication stream over an accepted WebSocket (relay/replicate.ts accepts
- * and authenticates it): hello, then a snapshot or a resume, then the live tail of the prefix's
- * cache, with revision requests and heartbeats alongside. See relay/replicate.ts for the states.
+ * and authenticates it). Per connection (one replica, one prefix):
+ *
+ *   accepted ─► wait hello ─┬─ state in this history and window (replica-history.ts) ─► resume
+ *                           └─ none, too old, or another history ─► snapshot (replica-snapshot.ts)
+ *                                                                         │
+ *   closed ◄── error {status} (400 garbage, 403 prefix, 503 not ready, ◄── live: batches/progress,
+ *              410 expired) or silence > idleTimeoutMs (replica-heartbeat)     revisionRequest (replica-
+ *                                                                               revisions.ts), ping
+ *              a relist into another history: a new snapshot, newHistory, on the same socket
+ *
+ * Promises kept (core/protocol.ts): a resume never starts with a snapshot, and a fromRevision
+ * above the cache's revision (the relay restarted and is behind the replica) is never answered
+ * with anything at or below it: the replica keeps serving its state until the cache passes it.
+ * Batches go out in revision order, a transaction as one batch, without `prev`. One slow replica
+ * never delays the others: its subscription pauses (the fan-out buffers, then re-reads history)
+ * while its unflushed bytes are above `highWaterBytes`, and resumes below `lowWaterBytes`.
+ *
+ * WebSocket close codes: 4000 + the Status code after an `error` message (4400, 4403, 4410, 4503),
+ * 4408 when cut as silent, 1001 when the relay shuts down.
  */
 import type { RawData, WebSocket } from 'ws';
 import type { ScopeTable } from '../core/auth.ts';
-import { formatDigest } from '../core/digest.ts';
 import {
   BadRequest,
   Expired,
   Forbidden,
   HistoryChanged,
   ServiceUnavailable,
-  TooManyRequests,
   toStatus,
 } from '../core/errors.ts';
 import type { Subscription } from '../core/fanout.ts';
-import { keyAfter } from '../core/keys.ts';
 import { objectSize } from '../core/object.ts';
 import {
   decodeEdgeMessage,
@@ -26,69 +40,21 @@ import {
   type RelayMessage,
   TARGET_MESSAGE_BYTES,
 } from '../core/protocol.ts';
-import type { Cancel, Clock, KvObject, Revision, RevisionBatch } from '../core/types.ts';
-import type { Logger } from './log.ts';
-import type { PrefixCache } from './prefix-cache.ts';
+import type { Revision, RevisionBatch } from '../core/types.ts';
+import { Heartbeat } from './replica-heartbeat.ts';
 import { digestField, replicaStart } from './replica-history.ts';
+import { RevisionRequests, within } from './replica-revisions.ts';
+import { sendSnapshot } from './replica-snapshot.ts';
+import type {
+  ReplicaInfo,
+  ReplicaStreamContext,
+  ReplicationSource,
+  ReplicationStats,
+} from './replica-types.ts';
 
-/** What replication needs of a prefix's cache; `PrefixCache` is one. */
-export type ReplicationSource = Pick<
-  PrefixCache,
-  'prefix' | 'cache' | 'ready' | 'whenReady' | 'latestRevision'
->;
+export type { ReplicaInfo, ReplicaStreamContext, ReplicationSource, ReplicationStats };
 
-/** Counters since attach, for logs, metrics and tests. */
-export interface ReplicationStats {
-  accepted: number;
-  refused: number;
-  snapshots: number;
-  resumes: number;
-  messagesSent: number;
-  bytesSent: number;
-  /** Times a replica's subscription was paused because its socket was backed up. */
-  pauses: number;
-  /** Replicas cut with 410 (fell out of the window, or the cache relisted). */
-  expired: number;
-  /** Replicas cut for silence. */
-  idleClosed: number;
-}
-
-/** One replica as the relay sees it, for the dashboard and tests. */
-export interface ReplicaInfo {
-  readonly replica: string | undefined;
-  readonly prefix: string | undefined;
-  readonly remote: string;
-  readonly mode: 'resume' | 'snapshot' | undefined;
-  /** The revision the replica has been brought to (sent; maybe not yet received). */
-  readonly revision: Revision;
-  /** Bytes sent that the socket has not taken yet. */
-  readonly unflushedBytes: number;
-  /** The live tail is paused because the replica does not read fast enough. */
-  readonly paused: boolean;
-}
-
-/** Revision requests one replica may have waiting at once; more get 429 (they are cheap to repeat). */
-const MAX_INFLIGHT_REVISION_REQUESTS = 32;
-/** Objects read from the snapshot per page while packing chunks. */
-const SNAPSHOT_PAGE = 512;
 const SHUTDOWN_GRACE_MS = 1000;
-
-/** What every stream shares: the caches, the endpoint's settings and its counters. */
-export interface ReplicaStreamContext {
-  readonly caches: ReadonlyMap<string, ReplicationSource>;
-  readonly log: Logger;
-  readonly clock: Clock;
-  readonly waitTimeoutMs: number;
-  readonly readyTimeoutMs: number;
-  readonly pingIntervalMs: number;
-  readonly idleTimeoutMs: number;
-  readonly highWaterBytes: number;
-  readonly lowWaterBytes: number;
-  readonly bufferLimit: number | undefined;
-  readonly stats: ReplicationStats;
-  /** The client tokens and scopes the edge enforces; sent after hello and on every change. */
-  readonly scopes: (() => ScopeTable) | undefined;
-}
 
 /**
  * One replica's stream. Single-threaded by construction: fan-out callbacks only queue (they must
@@ -120,28 +86,31 @@ export class ReplicaStream {
   /** Bytes handed to ws.send whose callback has not fired (written to the kernel). */
   #unflushed = 0;
   #drainWaiters: (() => void)[] = [];
-  #lastHeard: number;
-  #heartbeat: Cancel | undefined;
-  #inflight = 0;
+  readonly #heartbeat: Heartbeat;
+  readonly #revisions: RevisionRequests;
 
   constructor(ws: WebSocket, remote: string, ctx: ReplicaStreamContext) {
     this.#ws = ws;
     this.#ctx = ctx;
     this.#remote = remote;
     this.#openedAt = ctx.clock.now();
-    this.#lastHeard = this.#openedAt;
     this.closed = new Promise((resolve) => {
       this.#markClosed = resolve;
     });
     ws.on('message', (data, isBinary) => this.#onMessage(data, isBinary));
-    ws.on('pong', () => {
-      this.#lastHeard = ctx.clock.now();
-    });
+    ws.on('pong', () => this.#heartbeat.heard());
     ws.on('error', (error) =>
       ctx.log.warn('replica socket error', { ...this.#fields(), error: error.message }),
     );
     ws.on('close', (code) => this.#onClose(code));
-    this.#heartbeat = ctx.clock.setTimeout(() => this.#beat(), ctx.pingIntervalMs);
+    this.#revisions = new RevisionRequests(ctx.clock, ctx.waitTimeoutMs, (m) => this.#send(m));
+    this.#heartbeat = new Heartbeat({
+      clock: ctx.clock,
+      pingIntervalMs: ctx.pingIntervalMs,
+      idleTimeoutMs: ctx.idleTimeoutMs,
+      ping: () => this.#send({ v: 1, type: 'ping' }),
+      onSilent: (silentMs) => this.#onSilent(silentMs),
+    });
   }
 
   info(): ReplicaInfo {
@@ -170,7 +139,7 @@ export class ReplicaStream {
   }
 
   #onMessage(data: RawData, isBinary: boolean): void {
-    this.#lastHeard = this.#ctx.clock.now();
+    this.#heartbeat.heard();
     if (this.#isClosed) return;
     let message: EdgeMessage;
     try {
@@ -195,7 +164,9 @@ export class ReplicaStream {
     }
     if (message.type === 'hello') this.#fail(new BadRequest('hello sent twice'));
     else if (message.type === 'ping') this.#send({ v: 1, type: 'pong' });
-    else if (message.type === 'revisionRequest') this.#answerRevision(message.id);
+    // Before the hello was answered (or when it was refused) there is no source: nothing to say.
+    else if (message.type === 'revisionRequest' && this.#source)
+      this.#revisions.answer(this.#source, message.id);
   }
 
   async #start(hello: HelloMessage): Promise<void> {
@@ -204,7 +175,7 @@ export class ReplicaStream {
       return this.#fail(new Forbidden(`prefix ${JSON.stringify(hello.prefix)} is not exposed by this relay`));
     }
     this.#source = source;
-    if (!source.ready && !(await this.#within(source.whenReady, this.#ctx.readyTimeoutMs))) {
+    if (!source.ready && !(await within(this.#ctx.clock, source.whenReady, this.#ctx.readyTimeoutMs))) {
       return this.#fail(new ServiceUnavailable(`the relay's cache of ${hello.prefix} is still loading`));
     }
     if (this.#isClosed) return;
@@ -235,44 +206,24 @@ export class ReplicaStream {
 
   /** The state at the cache's revision in chunks, subscribed from it in the same synchronous step. */
   async #sendSnapshot(source: ReplicationSource, newHistory = false): Promise<void> {
-    const snapshot = source.cache.snapshot();
-    const revision = snapshot.revision;
-    const digest = formatDigest(source.cache.digest);
     const generation = ++this.#snapshotGeneration;
-    this.#mode = 'snapshot';
-    this.#ctx.stats.snapshots++;
-    this.#subscribe(source, revision, true);
-    const head = snapshot.list(source.prefix, { limit: 1 });
-    this.#logConnected(revision);
-    this.#send({
-      v: 1,
-      type: 'snapshotStart',
-      revision,
-      total: head.items.length + head.remaining,
-      ...(newHistory ? { newHistory: true } : {}),
-    });
-    let chunk: KvObject[] = [];
-    let bytes = 0;
-    let startKey: string | undefined;
-    for (;;) {
-      const page = snapshot.list(source.prefix, { ...(startKey ? { startKey } : {}), limit: SNAPSHOT_PAGE });
-      for (const object of page.items) {
-        chunk.push(object);
-        bytes += objectSize(object);
-        if (bytes < TARGET_MESSAGE_BYTES) continue;
-        this.#send({ v: 1, type: 'snapshotChunk', objects: chunk });
-        chunk = [];
-        bytes = 0;
-        await this.#drained();
-        if (this.#isClosed || generation !== this.#snapshotGeneration) return;
-      }
-      const last = page.items.at(-1);
-      if (last === undefined || page.remaining === 0) break;
-      startKey = keyAfter(last.key);
-    }
-    if (chunk.length > 0) this.#send({ v: 1, type: 'snapshotChunk', objects: chunk });
-    this.#send({ v: 1, type: 'snapshotEnd', revision, digest });
-    this.#sentRevision = revision;
+    const sent = await sendSnapshot(
+      source,
+      {
+        send: (message) => this.#send(message),
+        drained: () => this.#drained(),
+        current: () => !this.#isClosed && generation === this.#snapshotGeneration,
+      },
+      newHistory,
+      (revision) => {
+        this.#mode = 'snapshot';
+        this.#ctx.stats.snapshots++;
+        this.#subscribe(source, revision, true);
+        this.#logConnected(revision);
+      },
+    );
+    if (sent === undefined) return;
+    this.#sentRevision = sent;
     this.#live = true;
     this.#subscription?.resume();
   }
@@ -370,51 +321,13 @@ export class ReplicaStream {
     return new Promise((resolve) => this.#drainWaiters.push(resolve));
   }
 
-  /** etcd's revision by quorum read, answered once the cache has reached it (so progress follows). */
-  #answerRevision(id: number): void {
-    const source = this.#source;
-    if (source === undefined) return; // the hello was refused; the socket is closing
-    if (this.#inflight >= MAX_INFLIGHT_REVISION_REQUESTS) {
-      const error = toStatus(new TooManyRequests('too many revision requests in flight'));
-      this.#send({ v: 1, type: 'revisionResponse', id, error });
-      return;
-    }
-    this.#inflight++;
-    const answer = async (): Promise<Revision> => {
-      let revision: Revision | undefined;
-      try {
-        revision = await this.#within(source.latestRevision(), this.#ctx.waitTimeoutMs);
-      } catch (error) {
-        throw new ServiceUnavailable(
-          `etcd is unavailable: ${error instanceof Error ? error.message : error}`,
-        );
-      }
-      if (revision === undefined) throw new ServiceUnavailable('etcd did not answer a quorum read in time');
-      await source.cache.waitFor(revision, this.#ctx.waitTimeoutMs); // 504 Timeout when it does not
-      return revision;
-    };
-    answer()
-      .then(
-        (revision) => this.#send({ v: 1, type: 'revisionResponse', id, revision }),
-        (error: unknown) => this.#send({ v: 1, type: 'revisionResponse', id, error: toStatus(error) }),
-      )
-      .finally(() => this.#inflight--)
-      .catch(() => {});
-  }
-
-  #beat(): void {
+  /** Nothing heard for idleTimeoutMs: the replica is gone or wedged. */
+  #onSilent(silentMs: number): void {
     if (this.#isClosed) return;
-    const silent = this.#ctx.clock.now() - this.#lastHeard;
-    if (silent >= this.#ctx.idleTimeoutMs) {
-      this.#ctx.stats.idleClosed++;
-      this.#ctx.log.warn('replica silent, cutting it', { ...this.#fields(), silentMs: silent });
-      this.#closeWith(4408, 'silent');
-      this.#ws.terminate(); // a silent peer will not complete a close handshake either
-      return;
-    }
-    this.#send({ v: 1, type: 'ping' });
-    const next = Math.min(this.#ctx.pingIntervalMs, this.#ctx.idleTimeoutMs - silent);
-    this.#heartbeat = this.#ctx.clock.setTimeout(() => this.#beat(), Math.max(1, next));
+    this.#ctx.stats.idleClosed++;
+    this.#ctx.log.warn('replica silent, cutting it', { ...this.#fields(), silentMs });
+    this.#closeWith(4408, 'silent');
+    this.#ws.terminate(); // a silent peer will not complete a close handshake either
   }
 
   #onSubscriptionClosed(error: Error | undefined): void {
@@ -473,28 +386,10 @@ export class ReplicaStream {
   }
 
   #stop(): void {
-    this.#heartbeat?.();
-    this.#heartbeat = undefined;
+    this.#heartbeat.stop();
     this.#subscription?.close();
     this.#pending = [];
     for (const resolve of this.#drainWaiters.splice(0)) resolve();
-  }
-
-  /** Resolves with the value, or undefined after `ms`; rejects if `promise` rejects first. */
-  #within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-    return new Promise<T | undefined>((resolve, reject) => {
-      const cancel = this.#ctx.clock.setTimeout(() => resolve(undefined), ms);
-      promise.then(
-        (value) => {
-          cancel();
-          resolve(value);
-        },
-        (error: unknown) => {
-          cancel();
-          reject(error);
-        },
-      );
-    });
   }
 
   #logConnected(revision: Revision): void {

@@ -5,24 +5,11 @@
  * Why here and not in hono: the stream is long-lived and push-based, with its own backpressure,
  * so it sits on the node server's `upgrade` event, beside the read API, over the same caches.
  *
- * This module accepts and authenticates; each accepted socket becomes a `ReplicaStream`
- * (relay/replica-stream.ts). Per connection (one replica, one prefix):
- *
- *   upgrade ─ auth (Bearer, constant time) ─► wait hello ─┬─ fromRevision >= history start ─► resume
- *      │ no/wrong secret: HTTP 401 Status                 └─ absent or older ─► snapshot (chunks)
- *      ▼                                                                        │
- *   closed ◄── error {status} (400 garbage, 403 prefix, 503 not ready,  ◄── live: batches/progress
- *              410 expired/relist) or silence > idleTimeoutMs               + revisionRequest, ping
- *
- * Promises kept (core/protocol.ts): a resume never starts with a snapshot, and a fromRevision
- * above the cache's revision (the relay restarted and is behind the replica) is never answered
- * with anything at or below it: the replica keeps serving its state until the cache passes it.
- * Batches go out in revision order, a transaction as one batch, without `prev`. One slow replica
- * never delays the others: its subscription pauses (the fan-out buffers, then re-reads history)
- * while its unflushed bytes are above `highWaterBytes`, and resumes below `lowWaterBytes`.
- *
- * WebSocket close codes: 4000 + the Status code after an `error` message (4400, 4403, 4410, 4503),
- * 1001 when the relay shuts down.
+ * This module accepts and authenticates (`Authorization: Bearer <secret>`, compared in constant
+ * time; no or a wrong secret gets HTTP 401 Status before any upgrade); each accepted socket
+ * becomes a `ReplicaStream` (relay/replica-stream.ts, which has the per-connection states and the
+ * promises the stream keeps), built from its parts: replica-history.ts (resume or snapshot),
+ * replica-snapshot.ts, replica-revisions.ts (revision requests), replica-heartbeat.ts.
  */
 
 import { timingSafeEqual } from 'node:crypto';
