@@ -54,6 +54,8 @@ import type {
 
 export type { ReplicaInfo, ReplicaStreamContext, ReplicationSource, ReplicationStats };
 
+/** A send that took this long to reach the kernel waited for the replica to read. */
+const BACKED_UP_MS = 250;
 const SHUTDOWN_GRACE_MS = 1000;
 
 /**
@@ -307,8 +309,14 @@ export class ReplicaStream {
     this.#unflushed += bytes;
     this.#ctx.stats.messagesSent++;
     this.#ctx.stats.bytesSent += bytes;
+    const sentAt = this.#ctx.clock.now();
     this.#ws.send(data, () => {
       this.#unflushed -= bytes;
+      // A send that waited in the relay's buffer completed because the replica read from its
+      // socket: it is alive, however late its own messages are (a replica busy feeding its
+      // watchers answers pings late, and must not be cut for it). A send taken at once proves
+      // nothing (the kernel took it), so it does not count.
+      if (this.#ctx.clock.now() - sentAt >= BACKED_UP_MS) this.#heartbeat.heard();
       if (this.#unflushed > this.#ctx.lowWaterBytes) return;
       for (const resolve of this.#drainWaiters.splice(0)) resolve();
       if (this.#live && this.#subscription?.paused) this.#subscription.resume();
