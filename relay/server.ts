@@ -169,7 +169,14 @@ export async function startRelay(
     }),
   );
   app.get('/v1/*', (c) => serveRead(tier, c.req.raw));
-  const writes = { client, exposedPrefixes: config.prefixes, authorizer: () => tokens.authorizer, log };
+  const writes = {
+    client,
+    exposedPrefixes: config.prefixes,
+    authorizer: () => tokens.authorizer,
+    log,
+    metrics,
+    clock,
+  };
   app.on(['PUT', 'DELETE', 'POST', 'PATCH'], '/v1/*', (c) => serveWrite(writes, c.req.raw));
   app.notFound((c) => errorResponse(new NotFound(`no endpoint at ${c.req.method} ${c.req.path}`), 'relay'));
   app.onError((error, c) => {

@@ -34,9 +34,10 @@ import {
   ServiceUnavailable,
 } from '../core/errors.ts';
 import { errorResponse, etagOf } from '../core/format.ts';
+import { M, type MetricsSink, noMetrics } from '../core/metrics.ts';
 import { deletedObject } from '../core/object.ts';
 import { decodePathRest, exposedPrefixFor } from '../core/request.ts';
-import type { KvObject, Revision } from '../core/types.ts';
+import { type Clock, type KvObject, type Revision, systemClock } from '../core/types.ts';
 import { kvToObject } from './etcd/lister.ts';
 import type { Logger } from './log.ts';
 
@@ -263,6 +264,9 @@ export interface WriteHandlerOptions {
   /** The current client tokens (reloaded in place): the token needs a write scope on the key. */
   authorizer: () => Authorizer;
   log: Logger;
+  /** Each write's etcd transaction is timed as `edgewatch_etcd_request_duration_seconds{operation="write"}`. */
+  metrics?: MetricsSink;
+  clock?: Clock;
 }
 
 /** Serves one write request (or a refused method on `/v1/`). Never throws. */
@@ -274,7 +278,15 @@ export async function serveWrite(options: WriteHandlerOptions, raw: Request): Pr
     ]);
     options.authorizer().checkWrite(raw.headers.get('Authorization'), request.key);
     const value = request.verb === 'put' ? await readValue(raw) : new Uint8Array(0);
-    const { object, revision } = await executeWrite(options.client, request, value);
+    const clock = options.clock ?? systemClock;
+    const started = clock.now();
+    const { object, revision } = await executeWrite(options.client, request, value).finally(() =>
+      (options.metrics ?? noMetrics).observe(
+        M.etcdRequestDuration,
+        { operation: 'write' },
+        (clock.now() - started) / 1000,
+      ),
+    );
     const headers = new Headers({
       'Content-Type': 'application/json',
       'Cache-Control': 'no-store',

@@ -418,8 +418,13 @@ describe('hostile writes', () => {
       }),
       { numRuns: 300, seed: 15 },
     );
-    // Both tiers still write.
+    // Both tiers still write, and the relay timed each write's transaction.
     for (const { url } of tiers()) expect((await put(url, `${PREFIX}fuzz/after`, 'ok')).status).toBe(200);
+    const metrics = await (await fetch(`${stack.relay.url}/metrics`)).text();
+    const timed = /edgewatch_etcd_request_duration_seconds_count\{[^}]*operation="write"[^}]*\} (\d+)/.exec(
+      metrics,
+    );
+    expect(Number(timed?.[1])).toBeGreaterThan(0);
   });
 });
 
