@@ -247,7 +247,8 @@ export class EdgewatchClient {
     const res = await this.#request('PUT', path('kv', key), undefined, {
       signal: options.signal,
       headers,
-      body: value,
+      // A copy backed by a plain ArrayBuffer: what every runtime's `fetch` accepts as a body.
+      body: typeof value === 'string' ? value : value.slice(),
     });
     return { object: (await this.#json(res, 'PUT', key)) as KvObject, revision: revisionOf(res) };
   }
@@ -272,7 +273,11 @@ export class EdgewatchClient {
     method: string,
     pathname: string,
     query: URLSearchParams | undefined,
-    init: { signal?: AbortSignal | undefined; headers?: Record<string, string>; body?: string | Uint8Array },
+    init: {
+      signal?: AbortSignal | undefined;
+      headers?: Record<string, string>;
+      body?: string | Uint8Array<ArrayBuffer>;
+    },
   ): Promise<Response> {
     const q = query?.toString();
     const url = `${this.url}${pathname}${q ? `?${q}` : ''}`;

@@ -17,6 +17,7 @@ const steps: [string, string, string[]][] = [
   ['Worker types match wrangler.toml', 'npm', ['run', '--silent', 'types:worker', '--', '--check']],
   ['typecheck (relay, core, tests)', bin('tsc'), ['-p', 'tsconfig.json', '--noEmit']],
   ['typecheck (worker)', bin('tsc'), ['-p', 'worker/tsconfig.json', '--noEmit']],
+  ['typecheck (client, with browser types only)', bin('tsc'), ['-p', 'client/tsconfig.json', '--noEmit']],
   ['lint and format', bin('biome'), ['check', '.']],
   [
     'tests',

@@ -107,6 +107,27 @@ describe('EdgewatchClient', () => {
     }
   });
 
+  it('streams the initial state with sendInitialEvents, ending it with an initialEventsEnd bookmark', async () => {
+    for (const { name, client } of tiers()) {
+      const dir = `${PREFIX}initial-${name}/`;
+      const a = await client.put(`${dir}a`, '1');
+      const b = await client.put(`${dir}b`, '2');
+      const watch = await client.watch(dir, { sendInitialEvents: true, resourceVersion: b.revision });
+      const seen = [];
+      for await (const event of watch) {
+        seen.push(event);
+        if (event.type === 'BOOKMARK' && event.object.initialEventsEnd) break;
+      }
+      watch.close();
+      expect(seen.slice(0, 2)).toEqual([
+        { type: 'ADDED', object: a.object, revision: a.revision },
+        { type: 'ADDED', object: b.object, revision: b.revision },
+      ]);
+      expect(seen[2]).toMatchObject({ type: 'BOOKMARK', object: { initialEventsEnd: true } });
+      expect(seen[2]?.revision).toBeGreaterThanOrEqual(b.revision);
+    }
+  });
+
   it('throws typed Status errors: 404, 412 for a stale ifMatch or an existing key with createOnly, 403', async () => {
     for (const { name, client } of tiers()) {
       const key = `${PREFIX}errors-${name}`;
