@@ -95,6 +95,8 @@ export interface ReadTier {
   readonly metrics?: MetricsSink;
   /** Watch streams opened and closed (for metrics and leak checks). */
   onWatch?(delta: 1 | -1): void;
+  /** Cut a watch client that stops reading after this long (core/watch-stream.ts); 0 never. */
+  readonly watchStallMs?: number | undefined;
 }
 
 /** Serves one request of the kv API (API.md endpoints) at this tier. Never throws. */
@@ -381,6 +383,7 @@ function watchResponse(
     subscribe: (options) => cache.watch(options),
     onEnd: () => tier.onWatch?.(-1),
     signal,
+    stallMs: tier.watchStallMs,
   });
   const headers = new Headers({
     'Content-Type': watchContentType(framing),

@@ -77,6 +77,8 @@ export interface WatchStreamOptions {
    * would only notice a gone client at its next write (workerd cancels a body stream only then).
    */
   signal?: AbortSignal | undefined;
+  /** Cut a client that leaves bytes unread this long (default STALL_MS); 0 never cuts. */
+  stallMs?: number | undefined;
 }
 
 /** Builds the stream. Errors at subscription time are sent as an ERROR event, then the end. */
@@ -281,7 +283,8 @@ class WatchStream {
    */
   tick(now: number): void {
     if (this.#phase.kind === 'ended') return;
-    if (this.#pendingBytes > 0 && now - this.#lastPullAt > STALL_MS) {
+    const stallMs = this.#o.stallMs ?? STALL_MS;
+    if (stallMs > 0 && this.#pendingBytes > 0 && now - this.#lastPullAt > stallMs) {
       this.#end(new Expired('the watch client stopped reading; resume from the last resourceVersion'));
       return;
     }

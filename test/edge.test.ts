@@ -333,7 +333,10 @@ describe('the edge replica', () => {
   // Found by the fuzz test: watches whose client left were never closed at the edge, because the
   // replica's body was passed through untouched and nothing cancelled it (abandoned-edge-watch-leak).
   it('closes a watch whose client went away, and the replica can go idle again (abandoned-edge-watch-leak)', async () => {
-    stack = await startStack();
+    // The stall cut ends a watch nobody reads within STALL_MS whatever else happens, so with it
+    // on this test would pass with the leak back; off, only the client's going away reaching
+    // the replica (its signal, or the next keep-alive's failed write) may end them.
+    stack = await startStack({ workerVars: { EDGE_WATCH_STALL_MS: '0' } });
     for (let i = 0; i < 10; i++) await put(stack, `${PREFIX}gone/k${i}`, 'v');
     await status(edgeUrl());
     await until(edgeUrl(), (s) => s.ready && s.connected, 'synced');

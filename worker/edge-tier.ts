@@ -46,6 +46,7 @@ export function edgeTier(options: EdgeTierOptions): ReadTier {
     clock,
     waitTimeoutMs,
     continueSecret: settings.continueSecret,
+    watchStallMs: settings.watchStallMs,
     // Without a live stream the replica cannot prove it is current: most-recent reads go to the relay.
     get consistentReadsFromCache() {
       return link?.connected ?? false;

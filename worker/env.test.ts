@@ -27,6 +27,7 @@ describe('parseEnv', () => {
       waitMs: 1_000,
       idleMs: 60_000,
       heartbeatMs: 5_000,
+      watchStallMs: 10_000,
       insecureNoAuth: false,
       rateLimit: { ratePerSecond: 100, burst: 200 },
       selfCheckMs: 60_000,

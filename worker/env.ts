@@ -16,6 +16,7 @@
  * | EDGE_WAIT_MS                 | how long a read waits for the replica              | 1000      |
  * | EDGE_IDLE_MS                 | close the relay stream after this long unread      | 60000     |
  * | EDGE_HEARTBEAT_MS            | ping interval on the replication stream            | 5000      |
+ * | EDGE_WATCH_STALL_MS          | cut a watch client that stops reading (0 = never)  | 10000     |
  * | EDGEWATCH_INSECURE_NO_AUTH   | `1`: local development, no credentials checked     | off       |
  * | EDGE_RATE_LIMIT_RPS, _BURST  | per-client limit per replica (RPS 0 = off)         | 100, 200  |
  * | EDGE_SELF_CHECK_MS           | mean time between a replica's self-checks (0 = off)| 60000     |
@@ -26,6 +27,8 @@
  * fires at once.
  */
 
+import { STALL_MS } from '../core/watch-stream.ts';
+
 /** The settings that wrangler.toml does not declare: secrets and optional tunables. */
 type OptionalVar =
   | 'REPLICATION_SECRET'
@@ -33,6 +36,7 @@ type OptionalVar =
   | 'EDGE_WAIT_MS'
   | 'EDGE_IDLE_MS'
   | 'EDGE_HEARTBEAT_MS'
+  | 'EDGE_WATCH_STALL_MS'
   | 'EDGEWATCH_INSECURE_NO_AUTH'
   | 'EDGE_RATE_LIMIT_RPS'
   | 'EDGE_RATE_LIMIT_BURST'
@@ -53,6 +57,8 @@ export interface EdgeSettings {
   readonly waitMs: number;
   readonly idleMs: number;
   readonly heartbeatMs: number;
+  /** 0: never cut a watch client for not reading (tests of the other ways a watch ends). */
+  readonly watchStallMs: number;
   readonly insecureNoAuth: boolean;
   /** Per client and replica; `ratePerSecond` 0 turns limiting off. */
   readonly rateLimit: { readonly ratePerSecond: number; readonly burst: number };
@@ -78,6 +84,7 @@ export function parseEnv(env: Bindings): EdgeSettings {
     waitMs: milliseconds('EDGE_WAIT_MS', env.EDGE_WAIT_MS, 1_000),
     idleMs: milliseconds('EDGE_IDLE_MS', env.EDGE_IDLE_MS, 60_000),
     heartbeatMs: milliseconds('EDGE_HEARTBEAT_MS', env.EDGE_HEARTBEAT_MS, 5_000, 1),
+    watchStallMs: milliseconds('EDGE_WATCH_STALL_MS', env.EDGE_WATCH_STALL_MS, STALL_MS),
     insecureNoAuth: flag('EDGEWATCH_INSECURE_NO_AUTH', env.EDGEWATCH_INSECURE_NO_AUTH),
     rateLimit: {
       ratePerSecond: count('EDGE_RATE_LIMIT_RPS', env.EDGE_RATE_LIMIT_RPS, 100),
