@@ -25,6 +25,8 @@ const edgeMessages = [
   { v: 1, type: 'hello', prefix: '/registry/', replica: 'iad', fromRevision: 41 },
   { v: 1, type: 'hello', prefix: '/registry/', replica: 'iad', fromRevision: 41, digest: '00ff00ff00ff00ff' },
   { v: 1, type: 'ping' },
+  { v: 1, type: 'ping', report: { revision: 41, watchers: 3 } },
+  { v: 1, type: 'ping', report: { revision: 0, watchers: 0, selfCheck: 'ok' } },
   { v: 1, type: 'pong' },
   { v: 1, type: 'revisionRequest', id: 7 },
 ] satisfies EdgeMessage[];
@@ -137,6 +139,13 @@ const garbage: [string, unknown][] = [
   ['hello from revision 0', { v: 1, type: 'hello', prefix: '/r/', replica: 'x', fromRevision: 0 }],
   ['hello from a string revision', { v: 1, type: 'hello', prefix: '/r/', replica: 'x', fromRevision: '5' }],
   ['revisionRequest with a negative id', { v: 1, type: 'revisionRequest', id: -1 }],
+  ['a ping report that is not an object', { v: 1, type: 'ping', report: 5 }],
+  ['a ping report without watchers', { v: 1, type: 'ping', report: { revision: 3 } }],
+  ['a ping report with negative watchers', { v: 1, type: 'ping', report: { revision: 3, watchers: -1 } }],
+  [
+    'a ping report with a huge self-check',
+    { v: 1, type: 'ping', report: { revision: 3, watchers: 0, selfCheck: 'x'.repeat(33) } },
+  ],
   ['revisionRequest with a fractional id', { v: 1, type: 'revisionRequest', id: 1.5 }],
   ['snapshotStart with a negative total', { v: 1, type: 'snapshotStart', revision: 3, total: -1 }],
   ['snapshotStart at an unsafe revision', { v: 1, type: 'snapshotStart', revision: 2 ** 53, total: 0 }],

@@ -85,6 +85,18 @@ export interface HelloMessage {
 export interface PingMessage {
   readonly v: 1;
   readonly type: 'ping';
+  /** Edge → relay only: how the replica is doing, for the relay's dashboard and status. */
+  readonly report?: ReplicaReport;
+}
+
+/** What a replica tells the relay with each heartbeat (nothing here is needed to replicate). */
+export interface ReplicaReport {
+  /** The revision the replica serves from (what it applied, not what was sent). */
+  readonly revision: Revision;
+  /** Its open watch streams. */
+  readonly watchers: number;
+  /** Its last self-check against the relay's digest, when it runs one (`ok`, `mismatch`, …). */
+  readonly selfCheck?: string;
 }
 export interface PongMessage {
   readonly v: 1;
@@ -252,6 +264,7 @@ function decodeTyped(text: unknown, allowed: ReadonlySet<string>): Message {
       };
     }
     case 'ping':
+      return m.report === undefined ? { v, type } : { v, type, report: replicaReport(m.report, '$.report') };
     case 'pong':
       return { v, type };
     case 'revisionRequest':
@@ -338,6 +351,16 @@ function revision(value: unknown, path: string): Revision {
 }
 
 const DIGEST = /^[0-9a-f]{16}$/;
+
+function replicaReport(value: unknown, path: string): ReplicaReport {
+  const r = record(value, path);
+  const report = {
+    revision: count(r.revision, `${path}.revision`),
+    watchers: count(r.watchers, `${path}.watchers`),
+  };
+  if (r.selfCheck === undefined) return report;
+  return { ...report, selfCheck: string(r.selfCheck, `${path}.selfCheck`, 1, 32) };
+}
 
 /** `{ digest }` when present (16 lowercase hex digits, core/digest.ts), `{}` when absent. */
 function optionalDigest(value: unknown): { digest?: string } {

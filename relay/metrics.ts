@@ -23,6 +23,7 @@ import {
 } from '../core/metrics.ts';
 import type { Clock, Revision } from '../core/types.ts';
 import type { WatchCache } from '../core/watch-cache.ts';
+import type { ReplicaInfo } from './replica-stream.ts';
 
 export class RelayMetrics implements MetricsSink {
   readonly registry = new Registry();
@@ -150,7 +151,7 @@ export interface SelfCheckCounts {
   readonly lastGoodAt: number | undefined;
 }
 
-/** What the relay's scrape-time gauges read. */
+/** What the relay's scrape-time gauges and its replica list read. */
 export interface RelayState {
   readonly caches: ReadonlyMap<
     string,
@@ -162,21 +163,46 @@ export interface RelayState {
     }
   >;
   /** The replication endpoint's open replicas (relay/replicate.ts). */
-  readonly replicas: () => readonly {
-    replica: string | undefined;
-    prefix: string | undefined;
-    revision: Revision;
-  }[];
+  readonly replicas: () => readonly ReplicaInfo[];
   readonly ready: () => boolean;
   readonly etcdReachable: () => boolean;
 }
 
+/** One connected edge replica as `/_relay/status` and the dashboard show it. */
+export interface EdgeRow {
+  /** `<location>|<prefix>|<shard>`. */
+  readonly replica: string;
+  readonly location: string;
+  readonly prefix: string;
+  /** The revision the relay has brought it to (sent; see `appliedRevision`). */
+  readonly revision: Revision;
+  /** The revision the replica said it serves from, at its last heartbeat (null: no report yet). */
+  readonly appliedRevision: Revision | null;
+  readonly lagRevisions: number;
+  readonly lagSeconds: number;
+  /** Its open watches, from its last heartbeat (null: no report yet). */
+  readonly watchers: number | null;
+  /** Milliseconds since the relay last heard from it. */
+  readonly lastMessageMs: number;
+  /** Its own last self-check, when it reports one. */
+  readonly selfCheck: string | null;
+  readonly mode: string | null;
+  /** Its stream is paused because it does not read fast enough. */
+  readonly paused: boolean;
+}
+
+export interface RelayObserver {
+  /** The connected replicas (those past their hello), with their lag. */
+  edges(): EdgeRow[];
+  stop(): void;
+}
+
 /**
  * Sets the gauges that mirror live state at every scrape: each cache's revision, size and
- * watchers, replica connections and each replica's lag (revisions and seconds), readiness.
- * Returns a function that stops the revision-time tracking.
+ * watchers, the self-check's results, replica connections and each replica's lag (revisions and
+ * seconds), readiness. Also answers the replica list for `/_relay/status` from the same numbers.
  */
-export function collectRelayState(metrics: RelayMetrics, clock: Clock, state: RelayState): () => void {
+export function observeRelay(metrics: RelayMetrics, clock: Clock, state: RelayState): RelayObserver {
   const times = new Map<string, RevisionTimes>();
   const unsubscribe: (() => void)[] = [];
   for (const { prefix, cache } of state.caches.values()) {
@@ -184,6 +210,29 @@ export function collectRelayState(metrics: RelayMetrics, clock: Clock, state: Re
     times.set(prefix, t);
     unsubscribe.push(cache.onRevision((revision) => t.advanced(revision)));
   }
+  const edges = (): EdgeRow[] => {
+    const now = clock.now();
+    return state.replicas().flatMap((r) => {
+      const source = r.prefix === undefined ? undefined : state.caches.get(r.prefix);
+      if (source === undefined || r.replica === undefined) return []; // still in its hello
+      return [
+        {
+          replica: r.replica,
+          location: r.replica.split('|')[0] ?? '',
+          prefix: source.prefix,
+          revision: r.revision,
+          appliedRevision: r.report?.revision ?? null,
+          lagRevisions: Math.max(0, source.cache.revision - r.revision),
+          lagSeconds: times.get(source.prefix)?.lagSeconds(r.revision) ?? 0,
+          watchers: r.report?.watchers ?? null,
+          lastMessageMs: Math.max(0, now - r.lastHeardAt),
+          selfCheck: r.report?.selfCheck ?? null,
+          mode: r.mode ?? null,
+          paused: r.paused,
+        },
+      ];
+    });
+  };
   metrics.onCollect(() => {
     for (const { prefix, cache } of state.caches.values()) {
       metrics.set(M.resourceVersion, { prefix }, cache.revision);
@@ -199,25 +248,20 @@ export function collectRelayState(metrics: RelayMetrics, clock: Clock, state: Re
       metrics.setTotal(M.selfChecks, { prefix, result: 'failed' }, s.failed);
       metrics.set(M.selfCheckLastSuccess, { prefix }, s.lastGoodAt === undefined ? 0 : s.lastGoodAt / 1000);
     }
-    const replicas = state.replicas();
-    metrics.set(M.replicaConnections, {}, replicas.length);
+    metrics.set(M.replicaConnections, {}, state.replicas().length);
     metrics.clear(M.replicationLagRevisions);
     metrics.clear(M.replicationLagSeconds);
-    for (const r of replicas) {
-      const source = r.prefix === undefined ? undefined : state.caches.get(r.prefix);
-      if (source === undefined || r.replica === undefined) continue; // still in its hello
-      const replica = r.replica;
-      metrics.set(M.replicationLagRevisions, { replica }, Math.max(0, source.cache.revision - r.revision));
-      metrics.set(
-        M.replicationLagSeconds,
-        { replica },
-        times.get(source.prefix)?.lagSeconds(r.revision) ?? 0,
-      );
+    for (const edge of edges()) {
+      metrics.set(M.replicationLagRevisions, { replica: edge.replica }, edge.lagRevisions);
+      metrics.set(M.replicationLagSeconds, { replica: edge.replica }, edge.lagSeconds);
     }
     metrics.set(M.ready, {}, state.ready() ? 1 : 0);
     metrics.set(M.etcdReachable, {}, state.etcdReachable() ? 1 : 0);
   });
-  return () => {
-    for (const u of unsubscribe) u();
+  return {
+    edges,
+    stop: () => {
+      for (const u of unsubscribe) u();
+    },
   };
 }

@@ -31,6 +31,11 @@ export class Heartbeat {
   }
 
   /** The replica sent something. */
+  /** When anything was last heard from the replica (clock ms), for the dashboard. */
+  get lastHeardAt(): number {
+    return this.#lastHeard;
+  }
+
   heard(): void {
     this.#lastHeard = this.#o.clock.now();
   }

@@ -38,6 +38,7 @@ import {
   encode,
   type HelloMessage,
   type RelayMessage,
+  type ReplicaReport,
   TARGET_MESSAGE_BYTES,
 } from '../core/protocol.ts';
 import type { Revision, RevisionBatch } from '../core/types.ts';
@@ -89,6 +90,8 @@ export class ReplicaStream {
   #unflushed = 0;
   #drainWaiters: (() => void)[] = [];
   readonly #heartbeat: Heartbeat;
+  /** What the replica said about itself with its last ping. */
+  #report: ReplicaReport | undefined;
   readonly #revisions: RevisionRequests;
 
   constructor(ws: WebSocket, remote: string, ctx: ReplicaStreamContext) {
@@ -124,6 +127,8 @@ export class ReplicaStream {
       revision: this.#sentRevision,
       unflushedBytes: this.#unflushed,
       paused: this.#live && this.#subscription?.paused === true,
+      report: this.#report,
+      lastHeardAt: this.#heartbeat.lastHeardAt,
     };
   }
 
@@ -165,7 +170,10 @@ export class ReplicaStream {
       return;
     }
     if (message.type === 'hello') this.#fail(new BadRequest('hello sent twice'));
-    else if (message.type === 'ping') this.#send({ v: 1, type: 'pong' });
+    else if (message.type === 'ping') {
+      if (message.report) this.#report = message.report;
+      this.#send({ v: 1, type: 'pong' });
+    }
     // Before the hello was answered (or when it was refused) there is no source: nothing to say.
     else if (message.type === 'revisionRequest' && this.#source)
       this.#revisions.answer(this.#source, message.id);

@@ -1,5 +1,6 @@
 /** The types a replica link shares with its parts and with relay/replicate.ts. */
 import type { ScopeTable } from '../core/auth.ts';
+import type { ReplicaReport } from '../core/protocol.ts';
 import type { Clock, Revision } from '../core/types.ts';
 import type { Logger } from './log.ts';
 import type { PrefixCache } from './prefix-cache.ts';
@@ -38,6 +39,10 @@ export interface ReplicaInfo {
   readonly unflushedBytes: number;
   /** The live tail is paused because the replica does not read fast enough. */
   readonly paused: boolean;
+  /** The replica's last heartbeat report (its applied revision, watchers, self-check). */
+  readonly report: ReplicaReport | undefined;
+  /** When the relay last heard anything from the replica (clock ms). */
+  readonly lastHeardAt: number;
 }
 
 /** What every stream shares: the caches, the endpoint's settings and its counters. */

@@ -15,10 +15,11 @@ import { serveRead } from '../core/read-api.ts';
 import { Readiness } from '../core/readiness.ts';
 import { type Cancel, systemClock } from '../core/types.ts';
 import type { RelayConfig } from './config.ts';
+import { serveDashboard } from './dashboard/serve.ts';
 import { createEtcdClient, etcdVersion, supportsConsistentCacheReads } from './etcd/client.ts';
 import { currentRevision } from './etcd/lister.ts';
 import { jsonLogger, type Logger } from './log.ts';
-import { collectRelayState, httpMetrics, RelayMetrics } from './metrics.ts';
+import { httpMetrics, observeRelay, RelayMetrics, type RelayObserver } from './metrics.ts';
 import { PrefixCache } from './prefix-cache.ts';
 import { relayTier } from './read-tier.ts';
 import { EtcdProbe } from './readiness.ts';
@@ -127,6 +128,8 @@ export async function startRelay(
   let watchers = 0;
   /** Set once the replication endpoint is attached to the listening server. */
   let replicaConnections = () => 0;
+  /** Set with the replication endpoint: the replica list and the scrape-time gauges. */
+  let observer: RelayObserver = { edges: () => [], stop: () => {} };
   const tier = relayTier({
     authorizer: () => tokens.authorizer,
     client,
@@ -146,6 +149,7 @@ export async function startRelay(
   app.use(httpMetrics(metrics, clock, 'relay'));
   app.get('/healthz', (c) => c.text('ok'));
   app.get('/readyz', (c) => readiness.response(c.req.query('verbose') !== undefined));
+  serveDashboard(app);
   app.get('/metrics', async (c) =>
     c.body(await metrics.text(), 200, { 'Content-Type': metrics.contentType }),
   );
@@ -156,6 +160,9 @@ export async function startRelay(
     c.json({
       watchers,
       replicas: replicaConnections(),
+      // Each connected replica: location, prefix, revision, lag, watchers, last message (the dashboard).
+      edges: observer.edges(),
+      readiness: readiness.report(),
       prefixes: [...caches.values()].map((p) => ({
         prefix: p.prefix,
         ready: p.ready,
@@ -196,7 +203,7 @@ export async function startRelay(
     waitTimeoutMs: config.waitTimeoutMs,
   });
   replicaConnections = () => replication.connections;
-  const stopCollecting = collectRelayState(metrics, clock, {
+  observer = observeRelay(metrics, clock, {
     caches,
     replicas: () => replication.replicas(),
     ready: () => readiness.report().ready,
@@ -223,7 +230,7 @@ export async function startRelay(
       stopped = true;
       cancelVersionRetry();
       etcdProbe.stop();
-      stopCollecting();
+      observer.stop();
       tokens.stop();
       await replication.close();
       await Promise.all([...caches.values()].map((c) => c.stop()));

@@ -16,7 +16,13 @@
 import type { ScopeTable } from '../core/auth.ts';
 import { Backoff } from '../core/backoff.ts';
 import { ServiceUnavailable } from '../core/errors.ts';
-import { decodeRelayMessage, type EdgeMessage, encode, PROTOCOL_VERSION } from '../core/protocol.ts';
+import {
+  decodeRelayMessage,
+  type EdgeMessage,
+  encode,
+  PROTOCOL_VERSION,
+  type ReplicaReport,
+} from '../core/protocol.ts';
 import type { Cancel, Clock, KvObject, Revision, RevisionBatch } from '../core/types.ts';
 
 export interface LinkHandlers {
@@ -52,6 +58,8 @@ export interface RelayLinkOptions {
   /** The digest of the replica's state at that revision (its history identity), sent with it. */
   digest?(): string | undefined;
   handlers: LinkHandlers;
+  /** What each ping tells the relay about the replica (its dashboard); none when absent. */
+  report?: () => ReplicaReport;
   /** Send a ping this often. */
   heartbeatMs?: number;
   /** Declare the link dead after this long without any message. */
@@ -230,7 +238,8 @@ export class RelayLink {
         this.#onDown(socket, 'silent');
         return;
       }
-      this.#send({ v: PROTOCOL_VERSION, type: 'ping' });
+      const report = this.#o.report?.();
+      this.#send({ v: PROTOCOL_VERSION, type: 'ping', ...(report ? { report } : {}) });
       this.#timers.push(this.#o.clock.setTimeout(tick, this.#heartbeatMs));
     };
     this.#timers.push(this.#o.clock.setTimeout(tick, this.#heartbeatMs));

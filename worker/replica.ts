@@ -222,6 +222,7 @@ export class Replica extends DurableObject<Bindings> {
         },
         log: (msg, fields) => log.info(msg, fields),
       },
+      report: () => ({ revision: this.#cache.revision, watchers: this.#watchers }),
       heartbeatMs: this.#settings.heartbeatMs,
     });
     this.#readTier = this.#makeTier(name, this.#link);
