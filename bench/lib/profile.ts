@@ -62,8 +62,9 @@ async function inspect(url: string): Promise<Inspector> {
 }
 
 /** Connects to an inspector WebSocket and starts sampling every `intervalUs`. */
-export async function startProfile(url: string, intervalUs = 200): Promise<ProfileSession> {
+export async function startProfile(url: string, intervalUs = 1000): Promise<ProfileSession> {
   const inspector = await inspect(url);
+  await inspector.call('Runtime.enable');
   await inspector.call('Profiler.enable');
   await inspector.call('Profiler.setSamplingInterval', { interval: intervalUs });
   await inspector.call('Profiler.start');
