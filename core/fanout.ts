@@ -80,6 +80,7 @@ export class Fanout {
   /** Work that arrived while offering (a callback wrote or progressed): done after, in order. */
   #pending: (RevisionBatch | Revision)[] = [];
   #offering = false;
+  #lastMatch: { batch: RevisionBatch; prefix: string; result: RevisionBatch | undefined } | undefined;
 
   constructor(history: EventHistory) {
     this.#history = history;
@@ -106,6 +107,7 @@ export class Fanout {
     }
     const subscriber = new Subscriber(options, this.#history, {
       remove: (s) => this.#subscribers.delete(s),
+      matching: (batch, prefix) => this.#matching(batch, prefix),
       revision: () => this.#revision,
     });
     this.#subscribers.add(subscriber);
@@ -137,6 +139,20 @@ export class Fanout {
   /** Closes every subscriber with `error` (e.g. on shutdown). */
   closeAll(error?: Error): void {
     for (const subscriber of this.#subscribers) subscriber.close(error);
+  }
+
+  /**
+   * One batch's events under one prefix, remembered for the next subscriber: every subscriber is
+   * offered the same batch in turn, and many watch the same prefix, so the keys are compared once
+   * per batch and prefix instead of once per subscriber (profiled: the per-subscriber scan took a
+   * tenth of a replica's thread with 100 watchers).
+   */
+  #matching(batch: RevisionBatch, prefix: string): RevisionBatch | undefined {
+    const memo = this.#lastMatch;
+    if (memo !== undefined && memo.batch === batch && memo.prefix === prefix) return memo.result;
+    const result = matchingEvents(batch, (event) => isUnder(event.object.key, prefix));
+    this.#lastMatch = { batch, prefix, result };
+    return result;
   }
 
   /**
@@ -172,6 +188,8 @@ export class Fanout {
 /** What a subscriber needs from its fan-out. */
 interface FanoutLink {
   remove(subscriber: Subscriber): void;
+  /** The batch's events under `prefix` (the batch itself when all are); undefined when none. */
+  matching(batch: RevisionBatch, prefix: string): RevisionBatch | undefined;
   /** Everything up to this revision has been offered; a caught-up subscriber is current to it. */
   revision(): Revision;
 }
@@ -319,33 +337,27 @@ class Subscriber implements Subscription {
 
   #deliver(batch: RevisionBatch): void {
     try {
-      const events = this.#matching(batch.events);
+      const matching =
+        this.#options.filter === undefined
+          ? this.#fanout.matching(batch, this.#options.prefix)
+          : this.#filtered(batch);
       this.position = batch.revision;
-      if (events.length === 0) return;
+      if (matching === undefined) return;
       this.#announced = batch.revision;
-      const more = this.#options.onBatch(
-        events === batch.events ? batch : { revision: batch.revision, events },
-      );
+      const more = this.#options.onBatch(matching);
       if (more === false) this.paused = true;
     } catch (error) {
       this.close(error instanceof Error ? error : new Error(String(error)));
     }
   }
 
-  /** The events under the prefix that pass the filter; the same array when all of them do. */
-  #matching(events: readonly ChangeEvent[]): readonly ChangeEvent[] {
+  /** The batch's events under the prefix that pass the filter; undefined when none do. */
+  #filtered(batch: RevisionBatch): RevisionBatch | undefined {
     const { prefix, filter } = this.#options;
-    let kept: ChangeEvent[] | undefined;
-    for (let i = 0; i < events.length; i++) {
-      const event = events[i] as ChangeEvent;
-      const ok = isUnder(event.object.key, prefix) && (filter === undefined || filter(event));
-      if (kept !== undefined) {
-        if (ok) kept.push(event);
-      } else if (!ok) {
-        kept = events.slice(0, i);
-      }
-    }
-    return kept ?? events;
+    return matchingEvents(
+      batch,
+      (event) => isUnder(event.object.key, prefix) && (filter === undefined || filter(event)),
+    );
   }
 
   /** Tells a caught-up subscriber how far it is current, if that is news. */
@@ -362,4 +374,24 @@ class Subscriber implements Subscription {
   #expired(): Expired {
     return Expired.tooOld(this.position, `${this.#history.startRevision}; the watcher fell behind`);
   }
+}
+
+/** The batch with only the events that pass `keep`: itself when all do, undefined when none do. */
+function matchingEvents(
+  batch: RevisionBatch,
+  keep: (event: ChangeEvent) => boolean,
+): RevisionBatch | undefined {
+  const { events } = batch;
+  let kept: ChangeEvent[] | undefined;
+  for (let i = 0; i < events.length; i++) {
+    const event = events[i] as ChangeEvent;
+    const ok = keep(event);
+    if (kept !== undefined) {
+      if (ok) kept.push(event);
+    } else if (!ok) {
+      kept = events.slice(0, i);
+    }
+  }
+  if (kept === undefined) return batch;
+  return kept.length === 0 ? undefined : { revision: batch.revision, events: kept };
 }
