@@ -113,7 +113,13 @@ export class ReplicaStream {
       clock: ctx.clock,
       pingIntervalMs: ctx.pingIntervalMs,
       idleTimeoutMs: ctx.idleTimeoutMs,
-      ping: () => this.#send({ v: 1, type: 'ping' }),
+      ping: () => {
+        this.#send({ v: 1, type: 'ping' });
+        // Also a WebSocket ping frame: workerd's socket layer answers it with a pong without
+        // waiting for the replica's JavaScript, so a replica whose thread is busy with its
+        // watchers still answers (`pong` above counts as hearing from it).
+        if (this.#ws.readyState === this.#ws.OPEN) this.#ws.ping();
+      },
       onSilent: (silentMs) => this.#onSilent(silentMs),
     });
   }

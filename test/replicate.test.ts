@@ -40,7 +40,7 @@ function recordingLogger(lines: string[]): Logger {
 
 /**
  * A minimal edge: every message it received, in order, and a cursor to wait on the next ones.
- * It answers the relay's pings (unless told not to) and keeps them out of `messages`; the scope
+ * It answers the relay's pings, messages and frames (unless told not to) and keeps them out of `messages`; the scope
  * tables the relay sends are kept in `scopes`, apart from the replication stream proper.
  */
 class Edge {
@@ -70,8 +70,10 @@ class Edge {
   }
 
   static open(url: string, secret = TEST_SECRET, answerPings = true): Promise<Edge> {
+    // A silent edge answers nothing, not even the relay's WebSocket ping frames.
     const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/replicate`, {
       headers: { Authorization: `Bearer ${secret}` },
+      autoPong: answerPings,
     });
     return new Promise((resolve, reject) => {
       ws.once('open', () => resolve(new Edge(ws, answerPings)));
