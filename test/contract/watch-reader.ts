@@ -1,6 +1,8 @@
 /**
- * A watch client for tests: reads NDJSON or Server-Sent Events from a fetch body and hands out
- * events one at a time, never sleeping. Each wait has a deadline that fails the test with what
+ * A watch client for tests: reads NDJSON (through the client's one NDJSON reader,
+ * client/ndjson.ts) or Server-Sent Events from a fetch body and hands out events one at a time,
+ * never sleeping. It checks the wire form itself (content type, event types, SSE framing) and
+ * takes any event object, so the Kubernetes-shaped watches use it too. Each wait has a deadline that fails the test with what
  * was read so far, so a missing event is a clear failure rather than a hung test.
  *
  * Invariants: every event the server sent is returned exactly once, in order; a `read()` that
@@ -8,6 +10,7 @@
  * aborts the request and is safe to call twice.
  */
 import { expect } from 'vitest';
+import { ndjsonChunks } from '../../client/ndjson.ts';
 
 export interface WatchEvent {
   type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
@@ -25,20 +28,17 @@ export class WatchReader {
   /** Every event read so far, in order (for failure messages and whole-stream checks). */
   readonly seen: WatchEvent[] = [];
   readonly #abort: AbortController;
-  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
-  readonly #decoder = new TextDecoder();
-  readonly #sse: boolean;
-  #buffer = '';
+  /** What the next wait reads from: NDJSON values a piece at a time, or SSE text. */
+  readonly #source: Source;
   #queue: WatchEvent[] = [];
-  #pending: ReturnType<ReadableStreamDefaultReader<Uint8Array>['read']> | undefined;
+  #pending: Promise<Piece> | undefined;
   #ended = false;
 
   private constructor(response: Response, abort: AbortController, sse: boolean) {
     if (!response.body) throw new Error(`watch ${response.url}: no body`);
     this.response = response;
     this.#abort = abort;
-    this.#sse = sse;
-    this.#reader = response.body.getReader();
+    this.#source = sse ? new SseSource(response.body) : new NdjsonSource(response.body, abort.signal);
   }
 
   /** Opens a watch; asserts a 200 with the framing's content type. */
@@ -70,16 +70,12 @@ export class WatchReader {
         return queued;
       }
       if (this.#ended) return END;
-      this.#pending ??= this.#reader.read();
+      this.#pending ??= this.#source.read();
       const left = deadline - Date.now();
-      const result = await withDeadline(this.#pending, left, () => this.#timeoutMessage(deadlineMs));
+      const piece = await withDeadline(this.#pending, left, () => this.#timeoutMessage(deadlineMs));
       this.#pending = undefined;
-      if (result.done) {
-        this.#ended = true;
-        this.#parse(this.#decoder.decode(), true);
-      } else {
-        this.#parse(this.#decoder.decode(result.value, { stream: true }), false);
-      }
+      if (piece.done) this.#ended = true;
+      for (const value of piece.values) this.#queue.push(this.#check(value));
     }
   }
 
@@ -125,41 +121,23 @@ export class WatchReader {
   close(): void {
     this.#abort.abort();
     this.#pending?.catch(() => undefined);
-    this.#reader.cancel().catch(() => undefined);
+    this.#source.cancel();
   }
 
-  #parse(text: string, final: boolean): void {
-    this.#buffer += text;
-    const separator = this.#sse ? /\r?\n\r?\n/ : /\r?\n/;
-    const parts = this.#buffer.split(separator);
-    this.#buffer = parts.pop() ?? '';
-    if (final && this.#buffer.trim() !== '') parts.push(this.#buffer);
-    for (const part of parts) {
-      const event = this.#sse ? this.#parseSse(part) : this.#parseLine(part);
-      if (event) this.#queue.push(event);
-    }
-  }
-
-  #parseLine(line: string): WatchEvent | undefined {
-    if (line.trim() === '') return undefined;
-    return parseEvent(line, this.#url());
-  }
-
-  /** One SSE block: `event: TYPE` and `data: {json}`; comment lines (`:`) are keep-alives. */
-  #parseSse(block: string): WatchEvent | undefined {
-    let name: string | undefined;
-    const data: string[] = [];
-    for (const line of block.split(/\r?\n/)) {
-      if (line.startsWith(':') || line === '') continue;
-      const colon = line.indexOf(':');
-      const field = colon < 0 ? line : line.slice(0, colon);
-      const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
-      if (field === 'event') name = value;
-      else if (field === 'data') data.push(value);
-    }
-    if (data.length === 0) return undefined;
-    const event = parseEvent(data.join('\n'), this.#url());
-    expect(name, `${this.#url()}: SSE event name of ${data.join('\n')}`).toBe(event.type);
+  /** An event off the wire: a known type and an object (an SSE event also named after its type). */
+  #check(value: { json: unknown; name?: string | undefined } | unknown): WatchEvent {
+    const sse = this.#source instanceof SseSource;
+    const { json, name } = sse
+      ? (value as { json: unknown; name?: string })
+      : { json: value, name: undefined };
+    const text = JSON.stringify(json);
+    const event = json as WatchEvent;
+    expect(
+      ['ADDED', 'MODIFIED', 'DELETED', 'BOOKMARK', 'ERROR'],
+      `${this.#url()}: event type of ${text}`,
+    ).toContain(event?.type);
+    expect(typeof event.object, `${this.#url()}: event object of ${text}`).toBe('object');
+    if (sse) expect(name, `${this.#url()}: SSE event name of ${text}`).toBe(event.type);
     return event;
   }
 
@@ -176,18 +154,77 @@ export class WatchReader {
   }
 }
 
-function parseEvent(json: string, where: string): WatchEvent {
-  let event: WatchEvent;
-  try {
-    event = JSON.parse(json) as WatchEvent;
-  } catch {
-    return expect.fail(`${where}: not JSON: ${json}`);
+/** What one read of the body gave: its events' values, and whether the body ended. */
+interface Piece {
+  readonly values: readonly unknown[];
+  readonly done: boolean;
+}
+
+interface Source {
+  read(): Promise<Piece>;
+  cancel(): void;
+}
+
+/** NDJSON through the client's reader: a broken body throws its `TransportError`. */
+class NdjsonSource implements Source {
+  readonly #chunks: AsyncGenerator<unknown[], void, undefined>;
+  constructor(body: ReadableStream<Uint8Array>, signal: AbortSignal) {
+    this.#chunks = ndjsonChunks(body, signal, 'watch');
   }
-  expect(['ADDED', 'MODIFIED', 'DELETED', 'BOOKMARK', 'ERROR'], `${where}: event type of ${json}`).toContain(
-    event.type,
-  );
-  expect(typeof event.object, `${where}: event object of ${json}`).toBe('object');
-  return event;
+  async read(): Promise<Piece> {
+    const next = await this.#chunks.next();
+    return next.done ? { values: [], done: true } : { values: next.value, done: false };
+  }
+  cancel(): void {
+    this.#chunks.return(undefined).catch(() => undefined);
+  }
+}
+
+/**
+ * Server-Sent Events, which only tests read: blocks of `event: TYPE` and `data: {json}` lines;
+ * comment lines (`:`) are keep-alives. Values are `{ json, name }`.
+ */
+class SseSource implements Source {
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #decoder = new TextDecoder();
+  #buffer = '';
+  constructor(body: ReadableStream<Uint8Array>) {
+    this.#reader = body.getReader();
+  }
+  async read(): Promise<Piece> {
+    const result = await this.#reader.read();
+    this.#buffer += result.done
+      ? this.#decoder.decode()
+      : this.#decoder.decode(result.value, { stream: true });
+    const blocks = this.#buffer.split(/\r?\n\r?\n/);
+    this.#buffer = blocks.pop() ?? '';
+    if (result.done && this.#buffer.trim() !== '') blocks.push(this.#buffer);
+    const values: { json: unknown; name: string | undefined }[] = [];
+    for (const block of blocks) {
+      let name: string | undefined;
+      const data: string[] = [];
+      for (const line of block.split(/\r?\n/)) {
+        if (line.startsWith(':') || line === '') continue;
+        const colon = line.indexOf(':');
+        const field = colon < 0 ? line : line.slice(0, colon);
+        const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+        if (field === 'event') name = value;
+        else if (field === 'data') data.push(value);
+      }
+      if (data.length === 0) continue;
+      let json: unknown;
+      try {
+        json = JSON.parse(data.join('\n'));
+      } catch {
+        return expect.fail(`SSE data is not JSON: ${data.join('\n')}`);
+      }
+      values.push({ json, name });
+    }
+    return { values, done: result.done };
+  }
+  cancel(): void {
+    this.#reader.cancel().catch(() => undefined);
+  }
 }
 
 /** `promise`, or a rejection with `message()` after `ms`; the timer never outlives the race. */
