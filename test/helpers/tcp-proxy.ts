@@ -20,6 +20,8 @@ export interface TcpProxy {
   resume(): void;
   /** Delays every chunk by `ms` in both directions (order kept); 0 turns it off. */
   setDelay(ms: number): void;
+  /** New connections go to `port` from now on (open ones stay where they are: `cutAll` them). */
+  retarget(port: number): void;
   /** Cuts everything and stops listening. */
   close(): Promise<void>;
 }
@@ -31,6 +33,7 @@ interface Pair {
 
 export async function startProxy(targetPort: number, targetHost = '127.0.0.1'): Promise<TcpProxy> {
   const pairs = new Set<Pair>();
+  let target = targetPort;
   let paused = false;
   let delayMs = 0;
 
@@ -66,7 +69,7 @@ export async function startProxy(targetPort: number, targetHost = '127.0.0.1'): 
   };
 
   const server = net.createServer((client) => {
-    const upstream = net.connect(targetPort, targetHost);
+    const upstream = net.connect(target, targetHost);
     const pair: Pair = { client, server: upstream };
     pairs.add(pair);
     const destroy = () => {
@@ -123,6 +126,9 @@ export async function startProxy(targetPort: number, targetHost = '127.0.0.1'): 
     },
     setDelay(ms) {
       delayMs = ms;
+    },
+    retarget(port) {
+      target = port;
     },
     close() {
       cutAll();
