@@ -72,6 +72,7 @@ describe('the relay dashboard in a real browser', () => {
     await expect.poll(() => cell(edgeRow, 'revision'), { timeout: 15_000 }).toBe(revision);
     await expect.poll(() => cell(edgeRow, 'lag-revisions'), { timeout: 15_000 }).toBe('0');
     await expect.poll(() => cell(edgeRow, 'watchers'), { timeout: 15_000 }).toBe('1');
+    await expect.poll(() => cell(edgeRow, 'self-check'), { timeout: 15_000 }).toBe('ok');
 
     // Nothing changes now: every number on the page is the one /_relay/status gives.
     const s = await status();
@@ -88,6 +89,7 @@ describe('the relay dashboard in a real browser', () => {
     expect(await cell(edgeRow, 'revision')).toBe(String(e?.revision));
     expect(await cell(edgeRow, 'lag-revisions')).toBe(String(e?.lagRevisions));
     expect(await cell(edgeRow, 'watchers')).toBe(String(e?.watchers));
+    expect(await cell(edgeRow, 'self-check')).toBe(e?.selfCheck);
     expect(await page.locator('[data-field="replica-count"]').textContent()).toBe(String(s.edges.length));
     expect(await page.locator('[data-field="readiness"]').textContent()).toBe('ready');
     expect(await cell(edgeRow, 'last-message')).toMatch(/ago$/);

@@ -148,6 +148,10 @@ describe('metrics at both tiers', () => {
     expect(m.value('edgewatch_watch_cache_resource_version', P)).toBe(status.revision);
     expect(m.value('edgewatch_watch_cache_objects', P)).toBe(status.objects);
     expect(m.value('edgewatch_replica_connections')).toBe(1);
+    // The replica compared its digest with the relay's on every message: checks that passed.
+    expect(m.value('edgewatch_self_checks_total', { ...P, result: 'ok' })).toBeGreaterThan(0);
+    expect(m.value('edgewatch_self_checks_total', { ...P, result: 'mismatch' })).toBe(0);
+    expect(m.value('edgewatch_self_check_last_success_timestamp_seconds', P)).toBeGreaterThan(0);
   });
 
   it('counts at the edge the events the replica receives from the relay', async () => {
@@ -184,7 +188,8 @@ describe('metrics at both tiers', () => {
     const res = await fetch(`${edgeUrl()}/_replica/readyz/registry/?verbose`);
     expect(res.status).toBe(200);
     const text = await res.text();
-    for (const check of ['loaded', 'relay-link', 'tokens']) expect(text).toContain(`[+]${check} ok`);
+    for (const check of ['loaded', 'relay-link', 'history', 'tokens'])
+      expect(text).toContain(`[+]${check} ok`);
     expect((await edgeMetrics()).value('edgewatch_ready')).toBe(1);
     expect((await fetch(`${edgeUrl()}/_replica/readyz/elsewhere/`)).status).toBe(403);
   });

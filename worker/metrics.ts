@@ -166,6 +166,29 @@ export interface ReplicaState {
   };
   readonly clock: Clock;
   readonly hasTokens: () => boolean;
+  /** The replica's history identity and self-check (worker/replica-history.ts), structurally. */
+  readonly history?: ReplicaHistoryView;
+}
+
+/** What the metrics and readiness read of worker/replica-history.ts's `ReplicaHistory`. */
+export interface ReplicaHistoryView {
+  readonly verified: boolean;
+  status(): {
+    readonly relayChecks: number;
+    readonly relayMismatches: number;
+    readonly selfChecks: number;
+    readonly selfMismatches: number;
+    readonly lastGoodAt: number | undefined;
+  };
+}
+
+/**
+ * The replica's self-check in one word, for its heartbeat report and the relay's dashboard:
+ * `ok` once the relay vouched for its state and no check since disagreed, `unverified` while it
+ * holds no state or one the relay has not vouched for (it forwards reads meanwhile).
+ */
+export function selfCheckWord(history: ReplicaHistoryView): string {
+  return history.verified ? 'ok' : 'unverified';
 }
 
 /**
@@ -186,6 +209,17 @@ export function collectReplicaState(metrics: MemoryMetrics, state: ReplicaState,
       !link.connected && link.lastContactAt > 0 ? (state.clock.now() - link.lastContactAt) / 1000 : 0;
     metrics.set(M.replicationLagSeconds, { replica: state.replica }, stale);
     metrics.set(M.ready, {}, readiness.report().ready ? 1 : 0);
+    if (state.history) {
+      const h = state.history.status();
+      // Comparisons with the relay's digest and recomputations from the objects: both are checks.
+      metrics.setTotal(
+        M.selfChecks,
+        { prefix, result: 'ok' },
+        h.relayChecks + h.selfChecks - h.relayMismatches - h.selfMismatches,
+      );
+      metrics.setTotal(M.selfChecks, { prefix, result: 'mismatch' }, h.relayMismatches + h.selfMismatches);
+      metrics.set(M.selfCheckLastSuccess, { prefix }, h.lastGoodAt === undefined ? 0 : h.lastGoodAt / 1000);
+    }
   });
 }
 
@@ -207,6 +241,13 @@ export function replicaReadiness(state: ReplicaState): Readiness {
       if (link.lastContactAt === 0) return 'never reached the relay';
       return `no stream to the relay for ${Math.round((clock.now() - link.lastContactAt) / 1000)} s`;
     },
+  });
+  readiness.add({
+    name: 'history',
+    check: () =>
+      state.history === undefined || state.history.verified || !state.cache.ready
+        ? undefined
+        : 'the stored state is not yet vouched for by the relay (reads are forwarded)',
   });
   readiness.add({
     name: 'tokens',

@@ -36,6 +36,7 @@ import {
   PROMETHEUS_CONTENT_TYPE,
   ReplicaCacheMetrics,
   replicaReadiness,
+  selfCheckWord,
 } from './metrics.ts';
 import { RateLimiter } from './rate-limit.ts';
 import { RelayLink } from './relay-link.ts';
@@ -222,7 +223,11 @@ export class Replica extends DurableObject<Bindings> {
         },
         log: (msg, fields) => log.info(msg, fields),
       },
-      report: () => ({ revision: this.#cache.revision, watchers: this.#watchers }),
+      report: () => ({
+        revision: this.#cache.revision,
+        watchers: this.#watchers,
+        selfCheck: selfCheckWord(history),
+      }),
       heartbeatMs: this.#settings.heartbeatMs,
     });
     this.#readTier = this.#makeTier(name, this.#link);
@@ -235,6 +240,7 @@ export class Replica extends DurableObject<Bindings> {
       link: this.#link,
       clock: this.#clock,
       hasTokens: () => this.#authorizer !== undefined,
+      history,
     };
     this.#readiness = replicaReadiness(state);
     collectReplicaState(this.#metrics, state, this.#readiness);
