@@ -1,7 +1,8 @@
 /**
  * The same read/watch contract suite, unchanged, against the edge: the Worker in workerd with its
- * Durable Object replica streaming from a real relay over a real etcd. Reads the replica cannot
- * answer are forwarded, so `X-Served-By` may be `edge`, `relay` or `etcd`.
+ * Durable Object replica streaming from a real relay over a real etcd. Each response must come
+ * from whom core/rules.ts says for its request (test/contract/served-by.ts): the replica for
+ * rv=0 and what it can wait for, the relay (or etcd behind it) for Exact reads and continues.
  */
 import { put } from './contract/etcd-model.ts';
 import { defineContractSuite } from './contract/suite.ts';
@@ -27,6 +28,8 @@ defineContractSuite('the edge', async () => {
   if (!worker) throw new Error('the edge contract needs the worker');
   return {
     baseUrl: worker.url,
+    tier: 'edge',
+    exposedPrefixes: [PREFIX, '/other/'],
     expectedServedBy: ['edge', 'relay', 'etcd'],
     etcd: stack.client,
     prefix: PREFIX,

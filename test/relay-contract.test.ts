@@ -24,6 +24,8 @@ defineContractSuite('the relay', async () => {
   });
   return {
     baseUrl: stack.relay.url,
+    tier: 'relay',
+    exposedPrefixes: [PREFIX, '/other/'],
     expectedServedBy: ['relay', 'etcd'],
     etcd: stack.client,
     prefix: PREFIX,

@@ -4,6 +4,7 @@
  * with a matching HTTP code, `X-Resource-Version`, `X-Served-By`).
  */
 import { expect } from 'vitest';
+import { allowedServers } from './served-by.ts';
 import type { ContractTarget } from './target.ts';
 
 /** Query parameters; `undefined` values are left out. */
@@ -60,11 +61,15 @@ export async function expectStatus(res: Response, code: number, reason: string):
   return body;
 }
 
-/** Checks the headers of a read served from a snapshot; returns its revision (`X-Resource-Version`). */
+/**
+ * Checks the headers of a read served from a snapshot — its revision, and that the server is one
+ * core/rules.ts allows for this request at this tier — and returns the revision.
+ */
 export function expectReadHeaders(target: ContractTarget, res: Response): number {
   const rv = res.headers.get('x-resource-version');
   expect(rv, `${describe(res)}: X-Resource-Version`).toMatch(/^[1-9][0-9]*$/);
-  expect(target.expectedServedBy, `${describe(res)}: X-Served-By`).toContain(res.headers.get('x-served-by'));
+  const allowed = allowedServers(target.tier, new URL(res.url), target.exposedPrefixes);
+  expect(allowed, `${describe(res)}: X-Served-By by core/rules.ts`).toContain(res.headers.get('x-served-by'));
   return Number(rv);
 }
 

@@ -6,11 +6,16 @@
  * file starts the tier, fills in a `ContractTarget` and hands it to `defineContractSuite`.
  */
 import type { Etcd3 } from 'etcd3';
+import type { Tier } from '../../core/rules.ts';
 
 export interface ContractTarget {
   /** Where the API is served, e.g. `http://127.0.0.1:8080` (no trailing slash). */
   readonly baseUrl: string;
-  /** The `X-Served-By` values this target may answer with, e.g. `['relay', 'etcd']`. */
+  /** Which tier this is: each 200's `X-Served-By` must be one core/rules.ts allows for it there. */
+  readonly tier: Tier;
+  /** The tier's exposed prefixes (to parse requests as the tier does). */
+  readonly exposedPrefixes: readonly string[];
+  /** Every `X-Served-By` this target can answer with, itself first (e.g. `['relay', 'etcd']`). */
   readonly expectedServedBy: readonly string[];
   /** A plain etcd3 client on the target's etcd, for the suite's writes and reference reads. */
   readonly etcd: Etcd3;
