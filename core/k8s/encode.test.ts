@@ -1,16 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { decodeContinue } from '../continue.ts';
+import { decodeContinue, paginate } from '../continue.ts';
 import { BadRequest, Forbidden, NotFound } from '../errors.ts';
 import { deletedObject } from '../object.ts';
 import type { ChangeEvent } from '../types.ts';
 import {
   bookmarkLine,
   eventLine,
-  getObject,
+  getView,
   humanDuration,
+  type K8sListPage,
   k8sStatus,
   listBody,
-  listPage,
+  selectPage,
   tableBody,
   watchEventOf,
 } from './encode.ts';
@@ -43,7 +44,19 @@ function read(path: string, query = '', accept: string | null = null): K8sRead {
   return parseK8sRead(route, table, new URLSearchParams(query), accept, options);
 }
 const decode = (bytes: Uint8Array) => JSON.parse(new TextDecoder().decode(bytes));
-const names = (r: K8sRead) => listPage(store, r, undefined).views.map((v) => `${v.namespace}/${v.name}`);
+/** What the read path does for a list (core/read-api.ts), then the Kubernetes page of it. */
+function listPage(r: K8sRead): K8sListPage {
+  if (r.read.verb !== 'list') throw new Error('not a list');
+  const { limit, continue: token } = r.read.pagination;
+  const page = store.list(r.read.prefix, {
+    ...(token ? { startKey: token.start } : {}),
+    ...(limit !== undefined ? { limit } : {}),
+  });
+  const served = paginate(page.items, page.remaining, { rv: store.revision, prefix: r.read.prefix });
+  return selectPage(served.items, r, served.continueToken, served.remaining);
+}
+const names = (r: K8sRead) => listPage(r).views.map((v) => `${v.namespace}/${v.name}`);
+const getObject = (r: K8sRead) => getView(r.read.verb === 'get' ? store.get(r.read.key) : undefined, r);
 
 describe('Kubernetes paths', () => {
   it('map a namespaced list, an all-namespaces list and a get onto /v1 prefixes and keys', () => {
@@ -106,7 +119,7 @@ describe('Kubernetes paths', () => {
 
 describe('lists', () => {
   it('serve every object of the resource in key order with resourceVersion = modRevision', () => {
-    const page = listPage(store, read('/api/v1/configmaps'), undefined);
+    const page = listPage(read('/api/v1/configmaps'));
     expect(page.views.map((v) => v.name)).toEqual(['a', 'b', 'c', 'a']);
     const body = decode(listBody(page, read('/api/v1/configmaps'), 200));
     expect(body).toMatchObject({
@@ -119,7 +132,7 @@ describe('lists', () => {
   });
 
   it('leave protobuf and encrypted values out whole and count them', () => {
-    const page = listPage(store, read('/api/v1/namespaces/default/configmaps'), undefined);
+    const page = listPage(read('/api/v1/namespaces/default/configmaps'));
     expect(page.views.map((v) => v.name)).toEqual(['a', 'b', 'c']);
     expect(page.leftOut).toEqual({ protobuf: 1, encrypted: 1 });
     expect(objects[3] && leftOutReason(objects[3])).toBe('protobuf');
@@ -139,45 +152,39 @@ describe('lists', () => {
     ]);
   });
 
-  it('page with limit and continue, with remainingItemCount only without a selector', () => {
-    const first = listPage(store, read('/api/v1/configmaps', 'limit=2'), undefined);
+  it('page by keys with limit and continue: pages may hold fewer objects, none is lost or repeated', () => {
+    const first = listPage(read('/api/v1/configmaps', 'limit=2'));
     expect(first.views.map((v) => v.name)).toEqual(['a', 'b']);
     expect(first.remainingItemCount).toBe(5); // keys after b: c, d, e, prod/a, too/deep/x
-    const token = first.continueToken ?? '';
-    expect(decodeContinue(token, '/registry/configmaps/')).toMatchObject({ rv: 200 });
-    const second = listPage(
-      store,
-      read('/api/v1/configmaps', `limit=2&continue=${encodeURIComponent(token)}`),
-      undefined,
-    );
-    expect(second.views.map((v) => `${v.namespace}/${v.name}`)).toEqual(['default/c', 'prod/a']);
-    const third = listPage(
-      store,
-      read('/api/v1/configmaps', `limit=2&continue=${encodeURIComponent(second.continueToken ?? '')}`),
-      undefined,
-    );
-    expect(third.views).toEqual([]);
-    expect(third.continueToken).toBeUndefined();
+    expect(decodeContinue(first.continueToken ?? '', '/registry/configmaps/')).toMatchObject({ rv: 200 });
+    const pages = [first.views.map((v) => `${v.namespace}/${v.name}`)];
+    let token = first.continueToken;
+    while (token !== undefined) {
+      const next = listPage(read('/api/v1/configmaps', `limit=2&continue=${encodeURIComponent(token)}`));
+      pages.push(next.views.map((v) => `${v.namespace}/${v.name}`));
+      token = next.continueToken;
+    }
+    // c and d (protobuf); e (encrypted) and prod/a; too/deep/x (not an object of the resource).
+    expect(pages).toEqual([['default/a', 'default/b'], ['default/c'], ['prod/a'], []]);
+    expect(pages.flat()).toEqual(names(read('/api/v1/configmaps')));
+  });
 
-    const selected = listPage(
-      store,
-      read('/api/v1/configmaps', 'limit=1&labelSelector=app%3Dweb'),
-      undefined,
-    );
+  it('keep remainingItemCount only without a selector, as Kubernetes does', () => {
+    const selected = listPage(read('/api/v1/configmaps', 'limit=1&labelSelector=app%3Dweb'));
     expect(selected.views.map((v) => v.name)).toEqual(['a']);
-    expect(selected.remainingItemCount).toBeUndefined();
     expect(selected.continueToken).toBeDefined();
+    expect(selected.remainingItemCount).toBeUndefined();
   });
 
   it('encode each object once, shared by every response', () => {
-    const a = listPage(store, read('/api/v1/configmaps'), undefined).views[0];
-    const b = listPage(store, read('/api/v1/namespaces/default/configmaps'), undefined).views[0];
+    const a = listPage(read('/api/v1/configmaps')).views[0];
+    const b = listPage(read('/api/v1/namespaces/default/configmaps')).views[0];
     if (a === undefined || b === undefined) throw new Error('no views');
     expect(encodedObject(a)).toBe(encodedObject(b));
   });
 
   it('build a Table whose rows carry PartialObjectMetadata with the namespace', () => {
-    const page = listPage(store, read('/api/v1/configmaps', 'limit=1'), undefined);
+    const page = listPage(read('/api/v1/configmaps', 'limit=1'));
     const body = decode(tableBody(page.views, 200, Date.parse('2026-01-01T00:05:00Z'), page));
     expect(body).toMatchObject({
       kind: 'Table',
@@ -205,11 +212,11 @@ describe('lists', () => {
 
 describe('gets and errors', () => {
   it('get one object, and say NotFound as Kubernetes does', () => {
-    expect(getObject(store, read('/api/v1/namespaces/default/configmaps/a')).name).toBe('a');
-    const missing = () => getObject(store, read('/api/v1/namespaces/default/configmaps/zz'));
+    expect(getObject(read('/api/v1/namespaces/default/configmaps/a')).name).toBe('a');
+    const missing = () => getObject(read('/api/v1/namespaces/default/configmaps/zz'));
     expect(missing).toThrow('configmaps "zz" not found');
     // A protobuf value is not half-served: the object is simply not there.
-    expect(() => getObject(store, read('/api/v1/namespaces/default/configmaps/d'))).toThrow(NotFound);
+    expect(() => getObject(read('/api/v1/namespaces/default/configmaps/d'))).toThrow(NotFound);
     try {
       missing();
     } catch (error) {

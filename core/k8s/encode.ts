@@ -6,10 +6,7 @@
  * (core/k8s/objects.ts) between a header and a footer, and a watch event wraps those bytes.
  * Only Tables are built per request, since their Age column depends on the time of the request.
  */
-import { encodeContinue } from '../continue.ts';
 import { NotFound, toStatus } from '../errors.ts';
-import { keyAfter } from '../keys.ts';
-import type { KeyReader } from '../store.ts';
 import type { ChangeEvent, KvObject, Revision } from '../types.ts';
 import {
   countLeftOut,
@@ -33,8 +30,7 @@ export function resourceView(kv: KvObject, resource: ResourceInfo): K8sView | un
 // ---- get ------------------------------------------------------------------------------------
 
 /** The object a get asks for, or `NotFound` with Kubernetes' message (`configmaps "x" not found`). */
-export function getObject(reader: KeyReader, request: K8sRead): K8sView {
-  const kv = request.read.verb === 'get' ? reader.get(request.read.key) : undefined;
+export function getView(kv: KvObject | undefined, request: K8sRead): K8sView {
   const view = kv === undefined ? undefined : resourceView(kv, request.resource);
   if (view === undefined) throw notFound(request.resource, request.name ?? '');
   return view;
@@ -57,7 +53,7 @@ function notFound(resource: ResourceInfo, name: string): ResourceNotFound {
 
 // ---- list -----------------------------------------------------------------------------------
 
-/** One page of a Kubernetes list, chosen by selector, limit and continue. */
+/** One page of a Kubernetes list: the selected objects of one page of keys. */
 export interface K8sListPage {
   readonly views: readonly K8sView[];
   readonly continueToken: string | undefined;
@@ -66,63 +62,34 @@ export interface K8sListPage {
   readonly leftOut: LeftOutCounts;
 }
 
-/** Objects scanned per step of a filtered list. */
-const SCAN_CHUNK = 512;
-
 /**
- * Reads one page from `reader`. Without a limit: every matching object. With one: up to `limit`
- * matching objects and a continue token after the last one when any key follows (with a
- * selector the next page may then be empty, as in Kubernetes); `remainingItemCount` only without
- * a selector (Kubernetes omits it then).
+ * The Kubernetes page of one page the read path served (core/read-api.ts pages by key, with its
+ * own continue token bound to the prefix): the objects of the resource that the selector
+ * selects. With a selector a page may hold fewer items than `limit`, even none, while a continue
+ * token says more keys follow — the Kubernetes API allows it, and kubectl and client-go page on.
+ * `remainingItemCount` is kept only without a selector (Kubernetes omits it then).
  */
-export function listPage(
-  reader: KeyReader,
+export function selectPage(
+  items: readonly KvObject[],
   request: K8sRead,
-  continueSecret: string | undefined,
+  continueToken: string | undefined,
+  remaining: number | undefined,
 ): K8sListPage {
-  const read = request.read;
-  if (read.verb !== 'list') throw new Error('listPage needs a list request');
   const { resource, selector } = request;
-  const limit = read.pagination.limit ?? Number.POSITIVE_INFINITY;
   const leftOut: LeftOutCounts = {};
   const views: K8sView[] = [];
-  const take = (kv: KvObject): void => {
-    if (keyIdentity(kv.key, resource) === undefined) return;
+  for (const kv of items) {
+    if (keyIdentity(kv.key, resource) === undefined) continue;
     const view = viewOf(kv);
     if (view === undefined) {
       const reason = leftOutReason(kv);
       if (reason !== undefined) countLeftOut(leftOut, reason);
-      return;
+      continue;
     }
     if (selector.everything || selector.matches(view)) views.push(view);
-  };
-
-  let cursor = read.pagination.continue?.start ?? read.prefix;
-  let more = false;
-  scan: for (;;) {
-    const page = reader.list(read.prefix, { startKey: cursor, limit: Math.min(SCAN_CHUNK, limit + 1) });
-    for (const kv of page.items) {
-      if (views.length >= limit) {
-        more = true;
-        break scan;
-      }
-      take(kv);
-      cursor = keyAfter(kv.key);
-    }
-    if (page.remaining === 0) break;
   }
-  const last = views[views.length - 1];
-  if (!more || last === undefined)
-    return { views, continueToken: undefined, remainingItemCount: undefined, leftOut };
-  const start = keyAfter(last.kv.key);
-  const continueToken = encodeContinue({ rv: reader.revision, prefix: read.prefix, start }, continueSecret);
-  const remainingItemCount = selector.everything ? remainingAfter(reader, read.prefix, start) : undefined;
+  const remainingItemCount = continueToken !== undefined && selector.everything ? remaining : undefined;
   return { views, continueToken, remainingItemCount, leftOut };
-}
-
-function remainingAfter(reader: KeyReader, prefix: string, start: string): number {
-  const page = reader.list(prefix, { startKey: start, limit: 1 });
-  return page.items.length + page.remaining;
 }
 
 /** `{"kind":"ConfigMapList",…,"items":[…]}` from the objects' shared bytes. */
@@ -188,6 +155,16 @@ export function tableBody(
       rows,
     }),
   );
+}
+
+/**
+ * A watch event for a client that asked for Tables (kubectl get -w): the object as a one-row
+ * Table, as the API server sends it. Built per watcher (the Age cell depends on the time), which
+ * only interactive watches ask for.
+ */
+export function tableEventLine(type: K8sEventType, view: K8sView, now: number): Uint8Array {
+  const table = new TextDecoder().decode(tableBody([view], view.kv.modRevision, now));
+  return encoder.encode(`{"type":"${type}","object":${table}}\n`);
 }
 
 /** An object's age as kubectl prints it (apimachinery `duration.HumanDuration`); `<unknown>` without a timestamp. */

@@ -1,7 +1,7 @@
 /**
  * Kubernetes request paths, turned into the read API's own requests: a Kubernetes get, list or
- * watch *is* a `/v1` get of one key or list/watch of one key prefix, so it is parsed by the very
- * same parser (core/request.ts) with the same query, and runs through the same serving rules.
+ * watch *is* a `/v1` get of one key or list/watch of one key prefix, so its query is read by the
+ * very same rules (core/request.ts `readRequestFor`), and it runs through the same serving rules.
  * What Kubernetes adds — the resource, namespace and name, selectors, Table output — rides along.
  *
  *   /api/v1/{resource}                         list/watch, every namespace (or cluster-scoped)
@@ -13,7 +13,7 @@
  * `/api/v1/namespaces/{ns}` is a get of the cluster-scoped resource `namespaces`, as in Kubernetes.
  */
 import { BadRequest, NotFound } from '../errors.ts';
-import { type ParseOptions, parseReadRequest, type ReadRequest } from '../request.ts';
+import { type ParseOptions, type ReadRequest, readRequestFor } from '../request.ts';
 import {
   checkSegment,
   DEFAULT_ROOT,
@@ -149,11 +149,8 @@ export function parseK8sRead(
   const selector = parseSelector(single(query, 'labelSelector'), single(query, 'fieldSelector'));
   const scope = route.namespace === undefined ? info.keyPrefix : `${info.keyPrefix}${route.namespace}/`;
   const watch = ['true', '1', 't', 'True', 'TRUE'].includes(query.get('watch') ?? '');
-  const path =
-    route.name !== undefined && !watch
-      ? `/v1/kv/${encodeKey(`${scope}${route.name}`)}`
-      : `/v1/list/${encodeKey(scope)}`;
-  const read = parseReadRequest(path, query, options);
+  const target = route.name !== undefined && !watch ? { key: `${scope}${route.name}` } : { prefix: scope };
+  const read = readRequestFor(target, query, options);
   const name = route.name;
   return {
     read,
@@ -179,11 +176,6 @@ function single(query: URLSearchParams, name: string): string | undefined {
   if (values.length > 1) throw new BadRequest(`parameter ${name} given more than once`);
   const value = values[0];
   return value === undefined || value === '' ? undefined : value;
-}
-
-/** The key with its leading `/` dropped and every other character escaped, for a `/v1` path. */
-function encodeKey(key: string): string {
-  return encodeURIComponent(key.slice(1));
 }
 
 /** `Accept: application/json;as=Table;v=v1;g=meta.k8s.io,…` (kubectl's default for `get`). */

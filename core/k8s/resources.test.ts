@@ -3,6 +3,7 @@ import { configMap, stored, storeOf } from './fixtures.ts';
 import {
   deriveResources,
   parseExplicitResources,
+  parseResourceFlag,
   resolveResource,
   sortVersions,
   storagePathOf,
@@ -179,5 +180,30 @@ describe('storage paths', () => {
       'v1beta1',
       'v1alpha1',
     ]);
+  });
+});
+
+describe('resources given as flags', () => {
+  it('read group, version, resource, kind, scope and short names', () => {
+    expect(parseResourceFlag('example.com/v1/widgets=Widget,namespaced,short=wd+wg')).toEqual({
+      group: 'example.com',
+      resource: 'widgets',
+      version: 'v1',
+      kind: 'Widget',
+      namespaced: true,
+      shortNames: ['wd', 'wg'],
+    });
+    expect(parseResourceFlag('v1/configmaps,cluster,prefix=/registry/cms/')).toEqual({
+      group: '',
+      resource: 'configmaps',
+      version: 'v1',
+      namespaced: false,
+      keyPrefix: '/registry/cms/',
+    });
+  });
+
+  it('refuse what they cannot read', () => {
+    expect(() => parseResourceFlag('widgets')).toThrow(/expected \[group\/\]version\/resource/);
+    expect(() => parseResourceFlag('v1/widgets,sideways')).toThrow(/unknown option/);
   });
 });

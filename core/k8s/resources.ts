@@ -420,3 +420,42 @@ export function checkSegment(kind: 'name' | 'namespace', value: string): string 
   }
   return value;
 }
+
+/**
+ * One resource given as a flag: `[<group>/]<version>/<resource>[=<Kind>][,namespaced|,cluster]
+ * [,short=<name>+<name>][,prefix=<keyPrefix>]`, e.g. `example.com/v1/widgets=Widget,namespaced,short=wd`
+ * or `v1/configmaps,short=cm+conf`. Throws an `Error` naming what is wrong.
+ */
+export function parseResourceFlag(text: string): ExplicitResource {
+  const [head = '', ...options] = text.split(',').map((s) => s.trim());
+  const [path = '', kind] = head.split('=');
+  const parts = path.split('/');
+  if (parts.length !== 2 && parts.length !== 3) {
+    throw new Error(`--k8s-resource ${JSON.stringify(text)}: expected [group/]version/resource`);
+  }
+  const [group, version, resource] = parts.length === 2 ? ['', parts[0], parts[1]] : parts;
+  const entry: {
+    group: string;
+    resource: string;
+    version?: string;
+    kind?: string;
+    namespaced?: boolean;
+    shortNames?: string[];
+    keyPrefix?: string;
+  } = { group: group ?? '', resource: resource ?? '', version: version ?? '' };
+  if (kind !== undefined && kind !== '') entry.kind = kind;
+  for (const option of options) {
+    if (option === 'namespaced' || option === 'cluster') entry.namespaced = option === 'namespaced';
+    else if (option.startsWith('short='))
+      entry.shortNames = option
+        .slice(6)
+        .split('+')
+        .filter((s) => s !== '');
+    else if (option.startsWith('prefix=')) entry.keyPrefix = option.slice(7);
+    else throw new Error(`--k8s-resource ${JSON.stringify(text)}: unknown option ${JSON.stringify(option)}`);
+  }
+  // The same validation as a file's entries.
+  const [checked] = parseExplicitResources(JSON.stringify({ resources: [entry] }));
+  if (checked === undefined) throw new Error(`--k8s-resource ${JSON.stringify(text)}`);
+  return checked;
+}
