@@ -5,8 +5,10 @@
  */
 import { NotFound, toStatus } from './errors.ts';
 import { ListBodies } from './list-bodies.ts';
+import type { WatchRequest } from './request.ts';
 import type { KeyReader } from './store.ts';
 import type { KvObject, Revision } from './types.ts';
+import type { WatchEncoder } from './watch-stream.ts';
 
 /** Which tier produced a response (`X-Served-By`). */
 export type ServedBy = 'edge' | 'relay' | 'etcd';
@@ -106,6 +108,11 @@ export interface ReadShape {
   list(page: ListSource, info: ServeInfo): Response;
   /** NDJSON or SSE, from the request (its `Accept` header). */
   watchFraming(raw: Request): WatchFraming;
+  /**
+   * A front end's own watch events (core/watch-stream.ts `WatchEncoder`): the Kubernetes-shaped
+   * API frames its objects and filters by selector. Absent: API.md's lines in `watchFraming`.
+   */
+  watchEncoder?(request: WatchRequest, raw: Request): WatchEncoder;
   /** Any error as this front end's Status response. */
   error(error: unknown, servedBy: ServedBy): Response;
 }

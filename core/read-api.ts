@@ -43,7 +43,7 @@ import { planRead, type ReadAt, type ServePlan, type Tier, type TierFacts } from
 import type { KeyReader } from './store.ts';
 import type { Clock, Revision } from './types.ts';
 import type { WatchCache } from './watch-cache.ts';
-import { watchStream } from './watch-stream.ts';
+import { type WatchEncoder, watchStream } from './watch-stream.ts';
 
 /**
  * What a tier's fallback produced: a response to pass on as it is (the edge's: the relay
@@ -203,7 +203,9 @@ function expired(
   shape: ReadShape,
   error: Expired,
 ): Response {
-  if (request.verb === 'watch') return watchErrorResponse(tier, error, shape.watchFraming(raw));
+  if (request.verb === 'watch') {
+    return watchErrorResponse(tier, error, shape.watchFraming(raw), shape.watchEncoder?.(request, raw));
+  }
   throw error;
 }
 
@@ -331,7 +333,8 @@ function respond(
   const extra = start.kind === 'after' || start.headers ? tier.headers?.(request.exposedPrefix) : undefined;
   if (request.verb === 'watch') {
     if (cache === undefined) throw new TooManyRequests('the cache is still loading; retry shortly', 1);
-    return watchResponse(tier, cache, request, start, shape.watchFraming(raw), extra, raw.signal);
+    const encoder = shape.watchEncoder?.(request, raw);
+    return watchResponse(tier, cache, request, start, shape.watchFraming(raw), extra, raw.signal, encoder);
   }
   if (start.kind !== 'snapshot') throw new Error('a get or list needs a snapshot');
   const reader = start.reader;
@@ -369,6 +372,7 @@ function watchResponse(
   framing: WatchFraming,
   extra: Record<string, string> | undefined,
   signal: AbortSignal,
+  encoder: WatchEncoder | undefined,
 ): Response {
   tier.onWatch?.(1);
   const revision = start.kind === 'snapshot' ? start.reader.revision : start.revision;
@@ -379,6 +383,7 @@ function watchResponse(
     allowBookmarks: request.allowWatchBookmarks,
     timeoutMs: request.timeoutSeconds !== undefined ? request.timeoutSeconds * 1000 : undefined,
     framing,
+    encoder,
     clock: tier.clock,
     subscribe: (options) => cache.watch(options),
     onEnd: () => tier.onWatch?.(-1),
@@ -386,7 +391,7 @@ function watchResponse(
     stallMs: tier.watchStallMs,
   });
   const headers = new Headers({
-    'Content-Type': watchContentType(framing),
+    'Content-Type': encoder?.contentType ?? watchContentType(framing),
     'Cache-Control': 'no-store',
     'X-Resource-Version': String(revision),
     'X-Served-By': start.kind === 'snapshot' ? start.servedBy : tier.tier,
@@ -397,12 +402,17 @@ function watchResponse(
 }
 
 /** A watch that ends at once with one ERROR event (the rv it asked for left the window). */
-function watchErrorResponse(tier: ReadTier, error: Error, framing: WatchFraming): Response {
-  const body = new TextEncoder().encode(frameEvent(errorEvent(error), framing));
+function watchErrorResponse(
+  tier: ReadTier,
+  error: Error,
+  framing: WatchFraming,
+  encoder: WatchEncoder | undefined,
+): Response {
+  const body = encoder?.error(error) ?? new TextEncoder().encode(frameEvent(errorEvent(error), framing));
   return new Response(body, {
     status: 200,
     headers: {
-      'Content-Type': watchContentType(framing),
+      'Content-Type': encoder?.contentType ?? watchContentType(framing),
       'Cache-Control': 'no-store',
       'X-Served-By': tier.tier,
     },

@@ -67,6 +67,8 @@ export interface WatchStreamOptions {
   /** Close the stream cleanly after this long (timeoutSeconds). */
   timeoutMs?: number | undefined;
   framing: WatchFraming;
+  /** A front end's own event encoding (the Kubernetes-shaped API's); without it, API.md's lines. */
+  encoder?: WatchEncoder | undefined;
   clock: Clock;
   /** The tier's fan-out; throws `Expired` when `fromRevision` has left its window. */
   subscribe(options: SubscribeOptions): Subscription;
@@ -79,6 +81,19 @@ export interface WatchStreamOptions {
   signal?: AbortSignal | undefined;
   /** Cut a client that leaves bytes unread this long (default STALL_MS); 0 never cuts. */
   stallMs?: number | undefined;
+}
+
+/**
+ * How a front end writes watch events instead of API.md's lines. `initial` and `change` return
+ * undefined for what this watcher does not receive (a selector filters it out). Implementations
+ * keep bytes per event, so that watchers which send the same thing share one encoding.
+ */
+export interface WatchEncoder {
+  readonly contentType: string;
+  initial(object: KvObject): Uint8Array | undefined;
+  change(event: ChangeEvent): Uint8Array | undefined;
+  bookmark(revision: Revision, initialEventsEnd: boolean): Uint8Array;
+  error(error: Error): Uint8Array;
 }
 
 /** Builds the stream. Errors at subscription time are sent as an ERROR event, then the end. */
@@ -157,7 +172,7 @@ class WatchStream {
     if (phase.kind === 'ended') return;
     if (phase.kind === 'initial') {
       const stop = Math.min(phase.items.length, phase.next + INITIAL_CHUNK);
-      for (; phase.next < stop; phase.next++) this.#line({ type: 'ADDED', object: phase.items[phase.next] });
+      for (; phase.next < stop; phase.next++) this.#added(phase.items[phase.next] as KvObject);
       if (phase.next >= phase.items.length) this.#startLive();
     }
     if (this.#pendingBytes > 0) {
@@ -173,7 +188,7 @@ class WatchStream {
 
   #startLive(): void {
     this.#phase = { kind: 'live' };
-    if (this.#o.initialEventsEnd) this.#line(bookmark(this.#position, true));
+    if (this.#o.initialEventsEnd) this.#bookmarkLine(this.#position, true);
     try {
       this.#subscription = this.#o.subscribe({
         fromRevision: this.#position,
@@ -192,7 +207,11 @@ class WatchStream {
   /** Queues a revision's events; false pauses the subscription until the client reads. */
   #onBatch(batch: RevisionBatch): boolean {
     this.#position = batch.revision;
-    for (const change of batch.events) this.#bytes(framedChange(change, this.#o.framing));
+    const encoder = this.#o.encoder;
+    for (const change of batch.events) {
+      const bytes = encoder ? encoder.change(change) : framedChange(change, this.#o.framing);
+      if (bytes !== undefined) this.#bytes(bytes);
+    }
     return this.#pendingBytes < HIGH_WATER_BYTES;
   }
 
@@ -221,8 +240,24 @@ class WatchStream {
     }
     this.#lastBookmarkRevision = revision;
     this.#lastBookmarkAt = this.#clock.now();
-    this.#line(bookmark(revision));
+    this.#bookmarkLine(revision, false);
     if (this.#pendingBytes >= HIGH_WATER_BYTES) this.#subscription?.pause();
+  }
+
+  #added(object: KvObject): void {
+    const encoder = this.#o.encoder;
+    if (encoder === undefined) {
+      this.#line({ type: 'ADDED', object });
+      return;
+    }
+    const bytes = encoder.initial(object);
+    if (bytes !== undefined) this.#bytes(bytes);
+  }
+
+  #bookmarkLine(revision: Revision, initialEventsEnd: boolean): void {
+    const encoder = this.#o.encoder;
+    if (encoder) this.#bytes(encoder.bookmark(revision, initialEventsEnd));
+    else this.#line(bookmark(revision, initialEventsEnd));
   }
 
   #line(event: WatchEventLine): void {
@@ -301,7 +336,10 @@ class WatchStream {
    */
   #end(error?: Error, closeBody = true): void {
     if (this.#phase.kind === 'ended') return;
-    if (error && closeBody) this.#line(errorEvent(error));
+    if (error && closeBody) {
+      if (this.#o.encoder) this.#bytes(this.#o.encoder.error(error));
+      else this.#line(errorEvent(error));
+    }
     if (closeBody) this.#flush();
     this.#phase = { kind: 'ended' };
     this.#pending = [];
