@@ -4,6 +4,22 @@ import { parseConfig } from './config.ts';
 const parse = (argv: string[], env: Record<string, string> = {}) => parseConfig(argv, env);
 
 describe('parseConfig', () => {
+  it('takes explicit Kubernetes resources from a file (or K8S_RESOURCES) and from repeated flags', () => {
+    const table = '{"resources":[{"group":"example.com","resource":"widgets","shortNames":["wd"]}]}';
+    const config = parseConfig(
+      ['--k8s-resources', '/etc/k8s.json', '--k8s-resource', 'v1/configmaps,short=conf'],
+      {},
+      () => Buffer.from(table),
+    );
+    expect(config.k8sResources).toEqual([
+      { group: 'example.com', resource: 'widgets', shortNames: ['wd'] },
+      { group: '', resource: 'configmaps', version: 'v1', shortNames: ['conf'] },
+    ]);
+    expect(parse([], { K8S_RESOURCES: table }).k8sResources).toHaveLength(1);
+    expect(parse([]).k8sResources).toEqual([]);
+    expect(() => parse(['--k8s-resource', 'widgets'])).toThrow(/version\/resource/);
+  });
+
   it('has defaults for everything', () => {
     expect(parse([])).toMatchObject({
       host: '127.0.0.1',

@@ -21,6 +21,8 @@
  * | --etcd-user        | ETCD_USERNAME         | (no etcd auth)           |
  * | --etcd-password-file | ETCD_PASSWORD_FILE  | (none; needs --etcd-user)|
  * | (no flag)          | ETCD_PASSWORD         | the password itself      |
+ * | --k8s-resources    | K8S_RESOURCES_FILE, or the JSON in K8S_RESOURCES | (from the data) |
+ * | --k8s-resource (repeat) | (none)           | (from the data)          |
  *
  * The etcd TLS flags are PEM file paths and need `https://` endpoints (`https://` alone is TLS with
  * the system roots). There is deliberately no flag that takes the password itself: a command
@@ -29,6 +31,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { type ExplicitResource, parseExplicitResources, parseResourceFlag } from '../core/k8s/resources.ts';
 import type { EtcdAuth, EtcdTls } from './etcd/client.ts';
 
 export interface RelayConfig {
@@ -58,6 +61,8 @@ export interface RelayConfig {
   readyEtcdTimeoutMs?: number | undefined;
   /** Mean time between each cache's self-checks against etcd (relay/history-guard.ts); 0 = off. */
   selfCheckIntervalMs?: number;
+  /** Kubernetes resources added to or overriding what the data says (core/k8s/resources.ts). */
+  k8sResources?: ExplicitResource[] | undefined;
   /** TLS to etcd (CA, client certificate); unset for plain `http://` endpoints. Holds a secret key. */
   etcdTls?: EtcdTls | undefined;
   /** etcd username/password; unset when etcd auth is off. Holds a secret password. */
@@ -106,7 +111,21 @@ export function parseConfig(
     selfCheckIntervalMs,
     ...(etcdTls ? { etcdTls } : {}),
     ...(etcdAuth ? { etcdAuth } : {}),
+    k8sResources: k8sResources(flags['k8s-resource'] ?? [], one, env, readFile),
   };
+}
+
+/** The explicit Kubernetes resource table: a file (or its JSON in K8S_RESOURCES), then flags. */
+function k8sResources(
+  specs: string[],
+  one: Lookup,
+  env: Record<string, string | undefined>,
+  readFile: ReadConfigFile,
+): ExplicitResource[] {
+  const file = one('k8s-resources', 'K8S_RESOURCES_FILE');
+  const text = file ? readFileText(file, '--k8s-resources', readFile) : env.K8S_RESOURCES;
+  const fromTable = text ? parseExplicitResources(text) : [];
+  return [...fromTable, ...specs.map(parseResourceFlag)];
 }
 
 /** The flags; `--name value` and `--name=value` alike, repeatable where `multiple`. */
@@ -127,6 +146,8 @@ const FLAGS = {
   'etcd-key': { type: 'string' },
   'etcd-user': { type: 'string' },
   'etcd-password-file': { type: 'string' },
+  'k8s-resources': { type: 'string' },
+  'k8s-resource': { type: 'string', multiple: true },
 } as const satisfies ParseArgsConfig['options'];
 
 type Flags = ReturnType<typeof parseArgs<{ args: string[]; options: typeof FLAGS; strict: true }>>['values'];

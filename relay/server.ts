@@ -18,6 +18,7 @@ import type { RelayConfig } from './config.ts';
 import { serveDashboard } from './dashboard/serve.ts';
 import { createEtcdClient, etcdVersion, supportsConsistentCacheReads } from './etcd/client.ts';
 import { currentRevision } from './etcd/lister.ts';
+import { k8sRoutes } from './k8s.ts';
 import { jsonLogger, type Logger } from './log.ts';
 import { httpMetrics, observeRelay, RelayMetrics, type RelayObserver } from './metrics.ts';
 import { PrefixCache } from './prefix-cache.ts';
@@ -176,6 +177,7 @@ export async function startRelay(
     }),
   );
   app.get('/v1/*', (c) => serveRead(tier, c.req.raw));
+  k8sRoutes(app, tier, config.k8sResources);
   const writes = {
     client,
     exposedPrefixes: config.prefixes,

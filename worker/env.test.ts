@@ -32,6 +32,7 @@ describe('parseEnv', () => {
       rateLimit: { ratePerSecond: 100, burst: 200 },
       selfCheckMs: 60_000,
       testHooks: false,
+      k8sResources: [],
     });
   });
 
@@ -48,6 +49,7 @@ describe('parseEnv', () => {
         EDGE_RATE_LIMIT_BURST: '3',
         EDGE_SELF_CHECK_MS: '500',
         EDGEWATCH_TEST_HOOKS: '1',
+        K8S_RESOURCES: '{"resources":[{"group":"example.com","resource":"widgets","shortNames":["wd"]}]}',
       }),
     );
     expect(settings).toMatchObject({
@@ -60,6 +62,7 @@ describe('parseEnv', () => {
       rateLimit: { ratePerSecond: 0, burst: 3 },
       selfCheckMs: 500,
       testHooks: true,
+      k8sResources: [{ group: 'example.com', resource: 'widgets', shortNames: ['wd'] }],
     });
   });
 
@@ -83,6 +86,7 @@ describe('parseEnv', () => {
     ['PREFIXES', 'registry/', /a prefix must start with '\//],
     ['PREFIXES', ' , ', /PREFIXES lists no prefix/],
     ['REPLICATION_SECRET', '', /REPLICATION_SECRET is not set/],
+    ['K8S_RESOURCES', '{"resources":[{"resource":"Bad Name"}]}', /K8S_RESOURCES: .*resource name/],
   ] as const)('refuses %s=%j with an error naming it', (name, value, message) => {
     expect(() => parseEnv(env({ [name]: value }))).toThrow(message);
   });

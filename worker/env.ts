@@ -21,12 +21,14 @@
  * | EDGE_RATE_LIMIT_RPS, _BURST  | per-client limit per replica (RPS 0 = off)         | 100, 200  |
  * | EDGE_SELF_CHECK_MS           | mean time between a replica's self-checks (0 = off)| 60000     |
  * | EDGEWATCH_TEST_HOOKS         | `1`: test-only routes (planted corruption)         | off       |
+ * | K8S_RESOURCES                | explicit Kubernetes resources, JSON (core/k8s)     | from data |
  *
  * A bad value is an error naming the variable, thrown by `parseEnv`: the Worker answers every
  * request (and /healthz) with a 503 saying so, instead of running with, say, a NaN timer that
  * fires at once.
  */
 
+import { type ExplicitResource, parseExplicitResources } from '../core/k8s/resources.ts';
 import { STALL_MS } from '../core/watch-stream.ts';
 
 /** The settings that wrangler.toml does not declare: secrets and optional tunables. */
@@ -41,7 +43,8 @@ type OptionalVar =
   | 'EDGE_RATE_LIMIT_RPS'
   | 'EDGE_RATE_LIMIT_BURST'
   | 'EDGE_SELF_CHECK_MS'
-  | 'EDGEWATCH_TEST_HOOKS';
+  | 'EDGEWATCH_TEST_HOOKS'
+  | 'K8S_RESOURCES';
 
 /** Every binding the Worker and its Durable Objects get. */
 export type Bindings = Env & { readonly [K in OptionalVar]?: string };
@@ -66,6 +69,8 @@ export interface EdgeSettings {
   readonly selfCheckMs: number;
   /** Test-only routes (`/_replica/corrupt/…`); never set in a deployment. */
   readonly testHooks: boolean;
+  /** Kubernetes resources added to or overriding what the data says (core/k8s/resources.ts). */
+  readonly k8sResources: readonly ExplicitResource[];
 }
 
 /** Parsed once per bindings object (workerd hands the same one to every request of an isolate). */
@@ -92,9 +97,19 @@ export function parseEnv(env: Bindings): EdgeSettings {
     },
     selfCheckMs: milliseconds('EDGE_SELF_CHECK_MS', env.EDGE_SELF_CHECK_MS, 60_000),
     testHooks: flag('EDGEWATCH_TEST_HOOKS', env.EDGEWATCH_TEST_HOOKS),
+    k8sResources: k8sResources(env.K8S_RESOURCES),
   };
   parsed.set(env, settings);
   return settings;
+}
+
+function k8sResources(value: string | undefined): ExplicitResource[] {
+  if (value === undefined || value.trim() === '') return [];
+  try {
+    return parseExplicitResources(value);
+  } catch (error) {
+    throw new Error(`K8S_RESOURCES: ${error instanceof Error ? error.message : String(error)}`);
+  }
 }
 
 function required(name: string, value: string | undefined): string {

@@ -9,7 +9,9 @@
 import { Hono, type MiddlewareHandler } from 'hono';
 import { NotFound, ServiceUnavailable, UriTooLong } from '../core/errors.ts';
 import { errorResponse } from '../core/format.ts';
+import { isK8sPath, K8S_ROUTES } from '../core/k8s/serve.ts';
 import { type Bindings, type EdgeSettings, parseEnv } from './env.ts';
+import { k8sReplicaPrefix } from './k8s.ts';
 import { edgeLog } from './log.ts';
 import { PREFIX_HEADER, REPLICA_HEADER, Replica } from './replica.ts';
 import { exposedPrefixOfPath } from './routing.ts';
@@ -62,6 +64,7 @@ app.on(
     '/_replica/metrics/*',
     '/_replica/readyz/*',
     '/_replica/corrupt/*',
+    ...K8S_ROUTES,
   ],
   async (c) => {
     const raw = c.req.raw;
@@ -70,7 +73,9 @@ app.on(
     }
     const url = new URL(raw.url);
     const settings = c.var.settings;
-    const routed = exposedPrefixOfPath(url, settings.prefixes, settings.continueSecret);
+    const routed = isK8sPath(url.pathname)
+      ? k8sReplicaPrefix(settings.prefixes)
+      : exposedPrefixOfPath(url, settings.prefixes, settings.continueSecret);
     if (routed instanceof Response) return routed;
     const colo = (raw.cf as { colo?: string } | undefined)?.colo ?? settings.devColo;
     const name = `${colo}|${routed}|0`;

@@ -22,6 +22,7 @@ import { DurableObject } from 'cloudflare:workers';
 import { Authorizer, type ScopeTable } from '../core/auth.ts';
 import { ServiceUnavailable } from '../core/errors.ts';
 import { errorResponse } from '../core/format.ts';
+import { isK8sPath, serveK8s } from '../core/k8s/serve.ts';
 import { recordResponse, startTimer } from '../core/metrics.ts';
 import { type ReadTier, serveRead } from '../core/read-api.ts';
 import type { Readiness } from '../core/readiness.ts';
@@ -29,6 +30,7 @@ import { type Clock, type KvObject, type Revision, type RevisionBatch, systemClo
 import { WatchCache } from '../core/watch-cache.ts';
 import { edgeTier } from './edge-tier.ts';
 import { type Bindings, type EdgeSettings, parseEnv } from './env.ts';
+import { k8sStreamed } from './k8s.ts';
 import { workerLogger } from './log.ts';
 import {
   collectReplicaState,
@@ -130,6 +132,12 @@ export class Replica extends DurableObject<Bindings> {
     }
     // A state loaded from SQLite is served only once the relay vouched for it (worker/replica-history.ts).
     await this.#history?.whenVerified(this.#settings.waitMs);
+    if (this.#readTier && isK8sPath(new URL(clean.url).pathname)) {
+      return k8sStreamed(
+        await serveK8s(this.#readTier, clean, { explicit: this.#settings.k8sResources }),
+        clean,
+      );
+    }
     return this.#readTier
       ? serveRead(this.#readTier, clean)
       : errorResponse(new ServiceUnavailable('replica not started'), 'edge');
