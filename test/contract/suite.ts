@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe } from 'vitest';
 import { errorsContract } from './errors.ts';
 import { expiryContract } from './expiry.ts';
 import { getContract } from './get.ts';
+import { k8sContract } from './k8s.ts';
 import { listContract } from './list.ts';
 import type { ContractTarget } from './target.ts';
 import { watchContract } from './watch.ts';
@@ -35,6 +36,7 @@ export function defineContractSuite(name: string, setup: () => Promise<ContractT
     listContract(target);
     errorsContract(target);
     watchContract(target);
+    k8sContract(target);
     expiryContract(target);
   });
 }

@@ -42,12 +42,15 @@ export class WatchReader {
   }
 
   /** Opens a watch; asserts a 200 with the framing's content type. */
-  static async open(url: string, options: { sse?: boolean } = {}): Promise<WatchReader> {
+  static async open(
+    url: string,
+    options: { sse?: boolean; contentType?: string; headers?: Record<string, string> } = {},
+  ): Promise<WatchReader> {
     const abort = new AbortController();
     const sse = options.sse === true;
     const res = await fetch(url, {
       signal: abort.signal,
-      ...(sse ? { headers: { Accept: 'text/event-stream' } } : {}),
+      headers: { ...(sse ? { Accept: 'text/event-stream' } : {}), ...options.headers },
     });
     if (res.status !== 200) {
       const text = await res.text();
@@ -55,7 +58,7 @@ export class WatchReader {
       expect.fail(`watch ${url}: expected 200, got ${res.status} ${text}`);
     }
     expect(res.headers.get('content-type') ?? '', `watch ${url}: content type`).toContain(
-      sse ? 'text/event-stream' : 'application/x-ndjson',
+      options.contentType ?? (sse ? 'text/event-stream' : 'application/x-ndjson'),
     );
     return new WatchReader(res, abort, sse);
   }

@@ -1,0 +1,152 @@
+/**
+ * kubectl, unchanged, against the edge (the Worker in workerd) and the relay, over one stack: a
+ * real etcd holding JSON objects at the Kubernetes layout. Every case runs at both tiers. There is
+ * no fallback when kubectl is missing: `beforeAll` fails and so does every test.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  configMapObject,
+  namespaceObject,
+  putObjects,
+  WIDGET_CRD,
+  widgetObject,
+} from '../scripts/lib/k8s-demo.ts';
+import { type Stack, startStack } from './helpers/stack.ts';
+import { kubectlFor, requireKubectl } from './k8s/kubectl.ts';
+
+let stack: Stack | undefined;
+const current = (): Stack => {
+  if (!stack) throw new Error('the stack did not start (see beforeAll)');
+  return stack;
+};
+
+beforeAll(async () => {
+  await requireKubectl();
+  stack = await startStack();
+  await putObjects(stack.client, [
+    namespaceObject('shop'),
+    namespaceObject('ops'),
+    configMapObject('shop', 'cart', { app: 'web' }),
+    configMapObject('shop', 'db', { app: 'db' }),
+    configMapObject('shop', 'front', { app: 'web' }),
+    configMapObject('ops', 'alerts', { app: 'mon' }),
+    WIDGET_CRD,
+    widgetObject('shop', 'gear', 7),
+  ]);
+});
+
+afterAll(async () => {
+  await stack?.stop();
+});
+
+/** Data rows of kubectl's table output, split on whitespace. */
+const rows = (stdout: string) =>
+  stdout
+    .trim()
+    .split('\n')
+    .slice(1)
+    .map((line) => line.trim().split(/\s+/));
+
+for (const tier of ['edge', 'relay'] as const) {
+  describe(`kubectl get against the ${tier}`, () => {
+    const kubectl = () => {
+      const s = current();
+      const url = tier === 'edge' ? s.worker?.url : s.relay.url;
+      if (url === undefined) throw new Error('no worker');
+      return kubectlFor(url);
+    };
+    let k: ReturnType<typeof kubectlFor>;
+    beforeAll(() => {
+      k = kubectl();
+    });
+
+    it('lists the ConfigMaps of one namespace with -n', async () => {
+      const res = await k.run(['get', 'configmaps', '-n', 'shop']);
+      expect(res.stderr).toBe('');
+      expect(res.stdout.split('\n')[0]).toMatch(/^NAME\s+AGE/);
+      expect(rows(res.stdout).map((r) => r[0])).toEqual(['cart', 'db', 'front']);
+    });
+
+    it('lists every namespace with -A, with a NAMESPACE column', async () => {
+      const res = await k.run(['get', 'cm', '-A']);
+      expect(res.stdout.split('\n')[0]).toMatch(/^NAMESPACE\s+NAME\s+AGE/);
+      expect(rows(res.stdout).map((r) => `${r[0]}/${r[1]}`)).toEqual([
+        'ops/alerts',
+        'shop/cart',
+        'shop/db',
+        'shop/front',
+      ]);
+    });
+
+    it('prints one object with -o json and -o yaml, resourceVersion being its modRevision', async () => {
+      const etcd = await current().client.get('/registry/configmaps/shop/cart').exec();
+      const modRevision = String(etcd.kvs[0]?.mod_revision);
+      const json = await k.run(['get', 'cm', 'cart', '-n', 'shop', '-o', 'json']);
+      expect(JSON.parse(json.stdout)).toMatchObject({
+        kind: 'ConfigMap',
+        metadata: { name: 'cart', namespace: 'shop', resourceVersion: modRevision, labels: { app: 'web' } },
+      });
+      const yaml = await k.run(['get', 'cm', 'cart', '-n', 'shop', '-o', 'yaml']);
+      expect(yaml.stdout).toContain('kind: ConfigMap');
+      expect(yaml.stdout).toContain(`resourceVersion: "${modRevision}"`);
+    });
+
+    it('filters with -l and --field-selector', async () => {
+      const labelled = await k.run(['get', 'cm', '-A', '-l', 'app=web']);
+      expect(rows(labelled.stdout).map((r) => r[1])).toEqual(['cart', 'front']);
+      const notIn = await k.run(['get', 'cm', '-A', '-l', 'app notin (web,db)']);
+      expect(rows(notIn.stdout).map((r) => r[1])).toEqual(['alerts']);
+      const named = await k.run(['get', 'cm', '-A', '--field-selector', 'metadata.name=db']);
+      expect(rows(named.stdout).map((r) => `${r[0]}/${r[1]}`)).toEqual(['shop/db']);
+    });
+
+    it('pages with --chunk-size, one request per page, and loses nothing', async () => {
+      const res = await k.run(['get', 'cm', '-A', '--chunk-size=1', '-v=6']);
+      expect(rows(res.stdout.trim()).map((r) => r[1])).toEqual(['alerts', 'cart', 'db', 'front']);
+      const pages = res.stderr.split('\n').filter((l) => /GET .*\/api\/v1\/configmaps\?.*limit=1/.test(l));
+      expect(pages.length).toBe(4);
+      expect(pages.filter((l) => l.includes('continue=')).length).toBe(3);
+    });
+
+    it('reads a custom resource by its plural and by the short name its CRD gives', async () => {
+      const plural = await k.run(['get', 'widgets', '-n', 'shop', '-o', 'json']);
+      expect(JSON.parse(plural.stdout).items.map((w: { spec: { size: number } }) => w.spec.size)).toEqual([
+        7,
+      ]);
+      const short = await k.run(['get', 'wd', '-n', 'shop']);
+      expect(rows(short.stdout).map((r) => r[0])).toEqual(['gear']);
+    });
+
+    it('reports NotFound as the API server words it', async () => {
+      const res = await k.run(['get', 'cm', 'missing', '-n', 'shop']);
+      expect(res.code).toBe(1);
+      expect(res.stderr.trim()).toBe('Error from server (NotFound): configmaps "missing" not found');
+      const ns = await k.run(['get', 'cm', 'missing', '-n', 'nowhere']);
+      expect(ns.stderr).toContain('NotFound');
+    });
+
+    it('watches with -w: sees an object added and deleted', async () => {
+      const ns = `w-${tier}`;
+      const client = current().client;
+      await putObjects(client, [namespaceObject(ns), configMapObject(ns, 'first')]);
+      const all = k.watch(['get', 'cm', '-n', ns, '-w']);
+      const one = k.watch(['get', 'cm', 'first', '-n', ns, '-w']);
+      try {
+        await all.next((l) => l.startsWith('first '), 'the listed object');
+        // `get NAME -w` watches with fieldSelector=metadata.name and rv=0: a synthetic ADDED first.
+        await one.next((l) => l.startsWith('first '), 'the named object');
+        await putObjects(client, [configMapObject(ns, 'second')]);
+        await all.next((l) => l.startsWith('second '), 'the added object');
+        await client.delete().key(`/registry/configmaps/${ns}/second`).exec();
+        await all.next((l) => l.startsWith('second '), 'the deleted object');
+        await putObjects(client, [configMapObject(ns, 'first', { changed: 'yes' })]);
+        await one.next((l) => l.startsWith('first '), 'the named object changed');
+        expect(one.lines.filter((l) => l.startsWith('second'))).toEqual([]);
+      } finally {
+        await Promise.all([all.stop(), one.stop()]);
+        // The other tier's -A cases must not see this test's objects.
+        await client.delete().prefix(`/registry/configmaps/${ns}/`).exec();
+      }
+    });
+  });
+}
