@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import { type EtcdProcess, startEtcd } from './lib/etcd-process.ts';
+import { demoObjects, putObjects } from './lib/k8s-demo.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values: flags } = parseArgs({
@@ -125,7 +126,18 @@ async function main() {
   say(
     `  watch  curl -N '${edgeUrl}/v1/list/${prefixes[0]?.replace(/^\//, '') ?? 'registry/'}?watch=true&resourceVersion=0'`,
   );
-  say(`  write  curl -X PUT --data-binary '{"replicas":4}' '${edgeUrl}/v1/kv/${example}'`);
+  if ('/registry/'.startsWith(prefixes[0] ?? '/registry/')) {
+    const created =
+      '{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"from-curl","namespace":"default"}}';
+    say(
+      `  write  curl -X PUT --data-binary '${created}' '${edgeUrl}/v1/kv/registry/configmaps/default/from-curl'`,
+    );
+    say(
+      `  kubectl --server ${edgeUrl} get configmaps -A        (also: get widgets -n default, get cm -A -w)`,
+    );
+  } else {
+    say(`  write  curl -X PUT --data-binary '{"replicas":4}' '${edgeUrl}/v1/kv/${example}'`);
+  }
   say('');
   say('!! LOCAL DEVELOPMENT MODE: no client credentials are checked on either tier.');
   say('!! Anyone who can reach these ports can read everything under the exposed prefixes,');
@@ -169,18 +181,23 @@ async function waitHealthy(name: string, url: string, timeoutMs = 30_000) {
   }
 }
 
+/**
+ * Seeds JSON objects at the Kubernetes etcd layout (scripts/lib/k8s-demo.ts) under the first
+ * prefix when it holds `/registry/`, so both the /v1 API and kubectl have something to show.
+ */
 async function seed(endpoints: string, prefix: string) {
   const client = new Etcd3({ hosts: endpoints.split(',') });
   try {
-    const demo: Record<string, unknown> = {
-      'configmaps/default/app': { replicas: 3, image: 'nginx:1.27' },
-      'configmaps/default/feature-flags': { newCheckout: true },
-      'configmaps/kube-system/coredns': { ttl: 30 },
-      'services/default/web': { port: 80 },
-    };
-    for (const [key, value] of Object.entries(demo))
-      await client.put(`${prefix}${key}`).value(JSON.stringify(value));
-    say(`seeded ${Object.keys(demo).length} demo keys under ${prefix}`);
+    const objects = '/registry/'.startsWith(prefix) ? demoObjects() : [];
+    if (objects.length === 0) {
+      await client.put(`${prefix}demo`).value(JSON.stringify({ replicas: 3 }));
+      say(`seeded 1 demo key under ${prefix}`);
+      return;
+    }
+    await putObjects(client, objects);
+    say(
+      `seeded ${objects.length} Kubernetes objects (JSON) under /registry/: namespaces, ConfigMaps, a Widget and its CRD`,
+    );
   } finally {
     client.close();
   }
