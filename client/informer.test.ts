@@ -251,6 +251,18 @@ describe('Informer', () => {
     await informer.stop();
   });
 
+  it('rejects pending waits when it stops', async () => {
+    const { server, informer } = setup();
+    server.lists.push(listAnswer(10, []));
+    informer.start();
+    await server.nextWatch(0);
+    const waiting = informer.waitForRevision(50);
+    await informer.stop();
+    await expect(waiting).rejects.toThrow(/stopped/);
+    await expect(informer.waitForRevision(60)).rejects.toThrow(/stopped/);
+    await expect(informer.waitForRevision(10)).resolves.toBeUndefined();
+  });
+
   it('keeps going when a handler throws, and reports the error', async () => {
     const { server, informer } = setup();
     const errors: unknown[] = [];

@@ -103,7 +103,7 @@ export class Informer {
   #confirmed = 0;
   /** The newest revision with changes applied but not yet proven complete, and its keys. */
   #pending: { revision: number; keys: Set<string> } | undefined;
-  #waiters: { revision: number; resolve: () => void }[] = [];
+  #waiters: { revision: number; resolve: () => void; reject: (error: Error) => void }[] = [];
 
   constructor(options: InformerOptions) {
     this.#client = options.client;
@@ -128,10 +128,14 @@ export class Informer {
     return this;
   }
 
-  /** Stops and resolves once the loop has ended; the store keeps what it held. */
+  /**
+   * Stops and resolves once the loop has ended; the store keeps what it held, and pending waits
+   * reject. An informer runs once: make a new one to start again.
+   */
   async stop(): Promise<void> {
     this.#abort.abort();
     await this.#running;
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(new EdgewatchError('the informer stopped'));
   }
 
   /** The first list has been applied. */
@@ -162,10 +166,15 @@ export class Informer {
     return this.waitForRevision(1);
   }
 
-  /** Resolves once the store holds `revision` (e.g. a write's): read-your-writes for the informer. */
+  /**
+   * Resolves once the store holds `revision` (e.g. a write's): read-your-writes for the informer.
+   * A revision with no change under the prefix is reached with the next bookmark (every few
+   * seconds). Rejects if the informer stops first.
+   */
   waitForRevision(revision: number): Promise<void> {
     if (this.#synced && this.revision >= revision) return Promise.resolve();
-    return new Promise((resolve) => this.#waiters.push({ revision, resolve }));
+    if (this.#abort.signal.aborted) return Promise.reject(new EdgewatchError('the informer stopped'));
+    return new Promise((resolve, reject) => this.#waiters.push({ revision, resolve, reject }));
   }
 
   async #run(): Promise<void> {
