@@ -109,7 +109,10 @@ export interface RevisionRequestMessage {
   readonly id: number;
 }
 
-/** Relay → edge: a snapshot of exactly etcd's state at `revision` follows in `total` objects. */
+/**
+ * Relay → edge: a snapshot of exactly etcd's state at `revision` follows in `total` objects; the
+ * edge refuses a snapshotEnd after any other count (worker/relay-link.ts).
+ */
 export interface SnapshotStartMessage {
   readonly v: 1;
   readonly type: 'snapshotStart';

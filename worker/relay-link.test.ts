@@ -4,6 +4,7 @@
  * in workerd is test/edge.test.ts.
  */
 import { describe, expect, it } from 'vitest';
+import { makeObject } from '../core/object.ts';
 import {
   decodeEdgeMessage,
   type EdgeMessage,
@@ -273,6 +274,30 @@ describe('RelayLink', () => {
       'snapshotEnd 6',
       'progress 8',
     ]);
+    link.stop();
+  });
+
+  it('refuses a snapshot whose object count is not the one its start announced, and reconnects', async () => {
+    const { link, last, seen, logs, upgrades, clock } = setup();
+    link.start();
+    await clock.advance(0);
+    const socket = last().open();
+    await clock.advance(0);
+    const object = makeObject({
+      key: '/registry/a',
+      value: new TextEncoder().encode('v'),
+      createRevision: 2,
+      modRevision: 2,
+      version: 1,
+    });
+    socket.deliver({ v: PROTOCOL_VERSION, type: 'snapshotStart', revision: 6, total: 2 });
+    socket.deliver({ v: PROTOCOL_VERSION, type: 'snapshotChunk', objects: [object] });
+    socket.deliver({ v: PROTOCOL_VERSION, type: 'snapshotEnd', revision: 6 });
+    expect(seen).toEqual(['snapshotStart 6', 'snapshotChunk 1']);
+    expect(logs).toContain('incomplete snapshot from relay; reconnecting');
+    expect(link.connected).toBe(false);
+    await clock.advance(50);
+    expect(upgrades).toHaveLength(2);
     link.stop();
   });
 });

@@ -106,8 +106,11 @@ export class RelayLink {
     number,
     { resolve: (r: Revision) => void; reject: (e: Error) => void; cancel: Cancel }
   >();
-  /** The revision of the snapshot being received (between snapshotStart and snapshotEnd). */
-  #snapshot: Revision | undefined;
+  /**
+   * The snapshot being received (between snapshotStart and snapshotEnd): its revision, how many
+   * objects the relay said it holds, and how many have arrived; the two must agree at the end.
+   */
+  #snapshot: { revision: Revision; total: number; received: number } | undefined;
   /** Messages received, by type: what crossed the wire (tests assert warm restarts on it). */
   readonly received: Record<string, number> = {};
   lastContactAt = 0;
@@ -261,7 +264,7 @@ export class RelayLink {
     const h = this.#o.handlers;
     switch (message.type) {
       case 'snapshotStart':
-        this.#snapshot = message.revision;
+        this.#snapshot = { revision: message.revision, total: message.total, received: 0 };
         h.snapshotStart(message.revision, message.newHistory === true);
         return;
       case 'snapshotChunk':
@@ -269,17 +272,23 @@ export class RelayLink {
           this.#onDown(socket, 'protocol');
           return;
         }
+        this.#snapshot.received += message.objects.length;
         h.snapshotChunk(message.objects);
         return;
       case 'snapshotEnd': {
-        const revision = this.#snapshot;
+        const snapshot = this.#snapshot;
         this.#snapshot = undefined;
-        if (revision !== message.revision) {
+        if (snapshot?.revision !== message.revision || snapshot.received !== snapshot.total) {
+          this.#o.handlers.log('incomplete snapshot from relay; reconnecting', {
+            revision: message.revision,
+            total: snapshot?.total,
+            received: snapshot?.received,
+          });
           this.#onDown(socket, 'protocol');
           return;
         }
         this.#up();
-        h.snapshotEnd(revision, message.digest);
+        h.snapshotEnd(snapshot.revision, message.digest);
         return;
       }
       case 'batches':
