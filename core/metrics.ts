@@ -126,7 +126,7 @@ export const M = {
   ),
   etcdRequestDuration: histogram(
     'edgewatch_etcd_request_duration_seconds',
-    'Latency of the relay’s requests to etcd, by operation (get, list, revision, write).',
+    'Latency of the relay’s key-value requests to etcd, by RPC (range, txn, put, delete_range).',
     ['operation'],
     LATENCY_BUCKETS,
   ),

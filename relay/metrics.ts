@@ -7,6 +7,7 @@
  * that mirror live state (revisions, lag, connections, readiness) are read by collectors at scrape
  * time, so nothing is kept up to date between scrapes.
  */
+import type { Etcd3 } from 'etcd3';
 import type { MiddlewareHandler } from 'hono';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, type Metric, Registry } from 'prom-client';
 import {
@@ -264,4 +265,28 @@ export function observeRelay(metrics: RelayMetrics, clock: Clock, state: RelaySt
       for (const u of unsubscribe) u();
     },
   };
+}
+
+/**
+ * Times every key-value request the relay's shared etcd client makes (edgewatch_etcd_request_
+ * duration_seconds{operation}): quorum reads, lists, the self-check's ranges, the readiness
+ * probe and writes all go through `client.kv`. The watch has a channel of its own and is not a
+ * request. The operation label is etcd's RPC name, a fixed set.
+ */
+export function instrumentEtcd(client: Etcd3, sink: MetricsSink, clock: Clock): void {
+  const kv = client.kv;
+  const timed =
+    <A extends unknown[], R>(operation: string, call: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      const elapsed = startTimer(clock);
+      try {
+        return await call(...args);
+      } finally {
+        sink.observe(M.etcdRequestDuration, { operation }, elapsed());
+      }
+    };
+  kv.range = timed('range', kv.range.bind(kv));
+  kv.txn = timed('txn', kv.txn.bind(kv));
+  kv.put = timed('put', kv.put.bind(kv));
+  kv.deleteRange = timed('delete_range', kv.deleteRange.bind(kv));
 }

@@ -9,7 +9,7 @@ import type { Clock } from '../core/types.ts';
 /**
  * Whether etcd answers, by a cheap quorum read every `intervalMs` (a one-key, keys-only range).
  * A probe not answered within 2 × `intervalMs` failed. Unreachable means no successful probe for `unreachableAfterMs` — one lost request is not an
- * outage. The probe's latency is reported through `observe`.
+ * outage. (Its latency is in edgewatch_etcd_request_duration_seconds, with every other request.)
  *
  *     unknown ──ok──► reachable ──fail…──► failing (since t) ──now − t > unreachableAfterMs──► unreachable
  *                        ▲                                 │                                      │
@@ -20,7 +20,6 @@ export class EtcdProbe {
   readonly #probe: () => Promise<unknown>;
   readonly #intervalMs: number;
   readonly #unreachableAfterMs: number;
-  readonly #observe: (seconds: number, ok: boolean) => void;
   /** When the current run of failures started (or the probe, before its first success). */
   #failingSince: number | undefined;
   #lastError = '';
@@ -32,13 +31,11 @@ export class EtcdProbe {
     probe: () => Promise<unknown>;
     intervalMs: number;
     unreachableAfterMs: number;
-    observe?: (seconds: number, ok: boolean) => void;
   }) {
     this.#clock = options.clock;
     this.#probe = options.probe;
     this.#intervalMs = options.intervalMs;
     this.#unreachableAfterMs = options.unreachableAfterMs;
-    this.#observe = options.observe ?? (() => {});
     this.#failingSince = options.clock.now();
   }
 
@@ -86,12 +83,10 @@ export class EtcdProbe {
       });
       this.#failingSince = undefined;
       this.#lastError = '';
-      this.#observe((this.#clock.now() - started) / 1000, true);
     } catch (error) {
       this.#failingSince ??= started;
       // Only the error's class: etcd3 messages may carry endpoints, never secrets, but stay short.
       this.#lastError = error instanceof Error ? error.name : 'error';
-      this.#observe((this.#clock.now() - started) / 1000, false);
     }
     if (this.#stopped) return;
     this.#cancel = this.#clock.setTimeout(() => void this.#tick(), this.#intervalMs);

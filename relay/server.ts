@@ -10,7 +10,7 @@ import { Hono } from 'hono';
 import { Backoff } from '../core/backoff.ts';
 import { NotFound } from '../core/errors.ts';
 import { errorResponse } from '../core/format.ts';
-import { M, relistReason } from '../core/metrics.ts';
+import { relistReason } from '../core/metrics.ts';
 import { serveRead } from '../core/read-api.ts';
 import { Readiness } from '../core/readiness.ts';
 import { type Cancel, systemClock } from '../core/types.ts';
@@ -20,7 +20,7 @@ import { createEtcdClient, etcdVersion, supportsConsistentCacheReads } from './e
 import { currentRevision } from './etcd/lister.ts';
 import { k8sRoutes } from './k8s.ts';
 import { jsonLogger, type Logger } from './log.ts';
-import { httpMetrics, observeRelay, RelayMetrics, type RelayObserver } from './metrics.ts';
+import { httpMetrics, instrumentEtcd, observeRelay, RelayMetrics, type RelayObserver } from './metrics.ts';
 import { PrefixCache } from './prefix-cache.ts';
 import { relayTier } from './read-tier.ts';
 import { EtcdProbe } from './readiness.ts';
@@ -53,6 +53,7 @@ export async function startRelay(
   const security = { tls: config.etcdTls, auth: config.etcdAuth };
   const client = createEtcdClient({ endpoints: config.etcdEndpoints, ...security });
   const metrics = new RelayMetrics();
+  instrumentEtcd(client, metrics, clock);
   const caches = new Map<string, PrefixCache>();
   for (const prefix of config.prefixes) {
     caches.set(
@@ -76,7 +77,6 @@ export async function startRelay(
     probe: () => currentRevision(client, config.prefixes[0] ?? '/'),
     intervalMs: 1000,
     unreachableAfterMs: config.readyEtcdTimeoutMs ?? 10_000,
-    observe: (seconds) => metrics.observe(M.etcdRequestDuration, { operation: 'probe' }, seconds),
   });
   const readiness = new Readiness();
   readiness.add({
@@ -125,6 +125,7 @@ export async function startRelay(
     json: config.tokensJson,
     insecure: config.insecureNoAuth,
     log,
+    metrics,
   });
   let watchers = 0;
   /** Set once the replication endpoint is attached to the listening server. */

@@ -9,6 +9,7 @@
  */
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { Authorizer, parseScopeTable, type ScopeTable } from '../core/auth.ts';
+import { M, type MetricsSink, noMetrics } from '../core/metrics.ts';
 import type { Logger } from './log.ts';
 
 export interface TokenStoreOptions {
@@ -21,6 +22,8 @@ export interface TokenStoreOptions {
   log: Logger;
   /** How often the file's mtime is checked. Default 1 s. */
   pollMs?: number;
+  /** Counts reloads (edgewatch_token_reloads_total{result}). */
+  metrics?: MetricsSink;
 }
 
 export class TokenStore {
@@ -95,10 +98,12 @@ export class TokenStore {
       if (initial) throw error;
       const why = error instanceof Error ? error.message : 'invalid';
       this.#options.log.error('tokens file not reloaded; keeping the previous tokens', { file, why });
+      (this.#options.metrics ?? noMetrics).count(M.tokenReloads, { result: 'error' });
       return;
     }
     this.#table = table;
     this.#authorizer = new Authorizer(table, this.#options.insecure);
+    if (!initial) (this.#options.metrics ?? noMetrics).count(M.tokenReloads, { result: 'ok' });
     this.#options.log.info(initial ? 'tokens loaded' : 'tokens reloaded', {
       file,
       tokens: table.tokens.length,

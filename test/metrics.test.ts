@@ -4,9 +4,15 @@
  * most-recent list is a consistent read), the gauges equal what the status endpoints say, no key
  * reaches a label, and the edge's hand-written exposition has the relay's families exactly.
  */
+
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { M } from '../core/metrics.ts';
+import { silentLogger } from '../relay/log.ts';
 import { RelayMetrics } from '../relay/metrics.ts';
+import { TokenStore } from '../relay/tokens.ts';
 import { MemoryMetrics } from '../worker/metrics.ts';
 import { type Exposition, parseExposition, scrape } from './helpers/prometheus.ts';
 import { type Stack, startStack } from './helpers/stack.ts';
@@ -86,6 +92,8 @@ describe('metrics at both tiers', () => {
 
   it('counts a most-recent list as a consistent read and times it, without keys in any label', async () => {
     const before = await metrics();
+    const range = (x: Exposition) =>
+      x.valueOr0('edgewatch_etcd_request_duration_seconds_count', { operation: 'range' });
     const consistent = { ...P, success: 'true', fallback: 'false' };
     const res = await fetch(`${stack.relay.url}/v1/list/registry/metrics/`);
     expect(res.status).toBe(200);
@@ -97,6 +105,8 @@ describe('metrics at both tiers', () => {
     const count = (x: Exposition) =>
       x.valueOr0('edgewatch_list_duration_seconds_count', { served_by: 'relay' });
     expect(count(m)).toBe(count(before) + 1);
+    // Its quorum read for etcd's current revision is a range request, timed.
+    expect(range(m)).toBeGreaterThan(range(before));
     const notFound = await fetch(`${stack.relay.url}/v1/kv/registry/metrics/absent`);
     expect(notFound.status).toBe(404);
     const after = await metrics();
@@ -235,6 +245,28 @@ describe('metrics at both tiers', () => {
       })
       .toBe(200);
     expect((await metrics()).value('edgewatch_etcd_reachable')).toBe(1);
+  });
+});
+
+describe('token reloads', () => {
+  it('are counted by result, a file that does not parse as an error', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'edgewatch-tokens-'));
+    const file = path.join(dir, 'tokens.json');
+    writeFileSync(file, JSON.stringify({ tokens: [] }));
+    const metrics = new RelayMetrics({ defaultMetrics: false });
+    const store = new TokenStore({ file, insecure: false, log: silentLogger, metrics, pollMs: 60_000 });
+    try {
+      store.reload();
+      writeFileSync(file, '{ not json');
+      store.reload();
+      store.reload();
+    } finally {
+      store.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const m = parseExposition(await metrics.text());
+    expect(m.value('edgewatch_token_reloads_total', { result: 'ok' })).toBe(1);
+    expect(m.value('edgewatch_token_reloads_total', { result: 'error' })).toBe(2);
   });
 });
 
