@@ -16,10 +16,12 @@ import {
   type KvObject,
   StatusError,
 } from 'edgewatch/client';
+import { build } from 'esbuild';
 import type { Etcd3 } from 'etcd3';
 import { Miniflare } from 'miniflare';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prefixEnd } from '../relay/etcd/lister.ts';
+import { launchChromium } from './helpers/browser.ts';
 import { type Stack, startStack } from './helpers/stack.ts';
 import { startProxy } from './helpers/tcp-proxy.ts';
 import { bundleScript } from './helpers/worker.ts';
@@ -308,6 +310,47 @@ describe('the client in a Worker', () => {
       expect(after.revision).toBeGreaterThanOrEqual(second.revision);
     } finally {
       await mirror.dispose();
+    }
+  });
+});
+
+describe('the client in a browser', () => {
+  it('writes, reads its write and keeps an informer in headless Chromium, against the edge', async () => {
+    const bundle = await build({
+      entryPoints: [path.join(root, 'client/index.ts')],
+      bundle: true,
+      format: 'iife',
+      globalName: 'edgewatch',
+      platform: 'browser',
+      target: 'es2022',
+      write: false,
+    });
+    const browser = await launchChromium();
+    try {
+      const page = await browser.newPage();
+      // The edge's own origin: the page's requests are same-origin (the Worker sends no CORS headers).
+      await page.goto(`${stack.worker?.url}/healthz`);
+      await page.addScriptTag({ content: bundle.outputFiles[0]?.text ?? '' });
+      const result = await page.evaluate(async (prefix) => {
+        const window = globalThis as unknown as {
+          edgewatch: typeof import('../client/index.ts');
+          location: { origin: string };
+        };
+        const client = new window.edgewatch.EdgewatchClient({ url: window.location.origin });
+        const informer = client.informer(prefix).start();
+        await informer.waitForSync();
+        const written = await client.put(`${prefix}page`, 'from the browser');
+        const read = await client.get(`${prefix}page`, { minRevision: written.revision });
+        await informer.waitForRevision(written.revision);
+        const seen = informer.get(`${prefix}page`);
+        await informer.stop();
+        return { written, read: read.object, seen };
+      }, `${PREFIX}browser/`);
+      expect(result.read).toEqual(result.written.object);
+      expect(result.seen).toEqual(result.written.object);
+      expect(result.written.object.value).toBe('from the browser');
+    } finally {
+      await browser.close();
     }
   });
 });
