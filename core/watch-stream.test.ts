@@ -30,14 +30,14 @@ function put(revision: number, key: string, value: string, prev?: KvObject): Rev
 }
 
 /** A ready cache at revision 3 with two keys under the prefix and one outside it. */
-function setup() {
+function setup(limits: { maxEvents?: number } = {}) {
   const clock = new ManualClock();
-  const cache = new WatchCache({ clock });
+  const cache = new WatchCache({ clock, ...limits });
   const a = obj(`${PREFIX}a`, 'a1', 2);
   cache.replace(3, [a, obj(`${PREFIX}b`, 'b1', 3), obj('/elsewhere/x', 'x', 1)]);
   let ended = 0;
-  const open = (options: Partial<WatchStreamOptions> = {}) => {
-    const stream = watchStream({
+  const stream = (options: Partial<WatchStreamOptions> = {}) =>
+    watchStream({
       prefix: PREFIX,
       start: { after: cache.revision },
       initialEventsEnd: false,
@@ -48,9 +48,8 @@ function setup() {
       onEnd: () => ended++,
       ...options,
     });
-    return new Lines(stream.getReader());
-  };
-  return { clock, cache, a, open, ended: () => ended };
+  const open = (options: Partial<WatchStreamOptions> = {}) => new Lines(stream(options).getReader());
+  return { clock, cache, a, stream, open, ended: () => ended };
 }
 
 /** One NDJSON line: an event, or '' for a keep-alive. */
@@ -199,22 +198,10 @@ describe('watchStream', () => {
   });
 
   it('answers a start revision older than the window with one ERROR 410, then the end', async () => {
-    const clock = new ManualClock();
-    const cache = new WatchCache({ clock, maxEvents: 1 });
-    cache.replace(3, []);
-    cache.apply(put(4, `${PREFIX}a`, 'a1'));
-    cache.apply(put(5, `${PREFIX}b`, 'b1'));
-    const w = new Lines(
-      watchStream({
-        prefix: PREFIX,
-        start: { after: 3 },
-        initialEventsEnd: false,
-        allowBookmarks: false,
-        framing: 'ndjson',
-        clock,
-        subscribe: (o) => cache.watch(o),
-      }).getReader(),
-    );
+    const { cache, open } = setup({ maxEvents: 1 });
+    cache.apply(put(4, `${PREFIX}c`, 'c1'));
+    cache.apply(put(5, `${PREFIX}d`, 'd1'));
+    const w = open({ start: { after: 3 } });
     expect(await w.next()).toEqual([
       {
         type: 'ERROR',
@@ -225,16 +212,8 @@ describe('watchStream', () => {
   });
 
   it('frames events and keep-alives for SSE when asked', async () => {
-    const { clock, cache } = setup();
-    const reader = watchStream({
-      prefix: PREFIX,
-      start: { after: cache.revision },
-      initialEventsEnd: false,
-      allowBookmarks: false,
-      framing: 'sse',
-      clock,
-      subscribe: (o) => cache.watch(o),
-    }).getReader();
+    const { clock, cache, stream } = setup();
+    const reader = stream({ framing: 'sse' }).getReader();
     cache.apply(put(4, `${PREFIX}c`, 'c1'));
     const event = text.decode((await reader.read()).value);
     expect(event).toMatch(/^event: ADDED\ndata: \{.*"modRevision":4.*\}\n\n$/);
