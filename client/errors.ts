@@ -60,6 +60,10 @@ const hasCode = (error: unknown, code: number): boolean =>
 export const isNotFound = (error: unknown): boolean => hasCode(error, 404);
 /** 410: the revision left the tier's window (a watch resumes by relisting). */
 export const isExpired = (error: unknown): boolean => hasCode(error, 410);
+/** 410 with the cause `HistoryChanged`: etcd's history changed under the tier (wiped or restored). */
+export const isHistoryChanged = (error: unknown): boolean =>
+  hasCode(error, 410) &&
+  ((error as StatusError).status.details?.causes ?? []).some((c) => c.reason === 'HistoryChanged');
 /** 412: a write's If-Match / create-only condition did not hold. */
 export const isPreconditionFailed = (error: unknown): boolean => hasCode(error, 412);
 /** 504 ResourceVersionTooLarge: the tier did not reach the revision asked for in time. */

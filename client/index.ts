@@ -32,6 +32,7 @@ export { EdgewatchClient } from './client.ts';
 export {
   EdgewatchError,
   isExpired,
+  isHistoryChanged,
   isNotFound,
   isPreconditionFailed,
   isTooLargeResourceVersion,

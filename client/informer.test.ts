@@ -234,6 +234,37 @@ describe('Informer', () => {
     await informer.stop();
   });
 
+  it('after a 410 saying the history changed, relists the most recent state even at an older revision', async () => {
+    const { server, clock, informer, recorded } = setup();
+    server.lists.push(listAnswer(40, [obj('a', 30), obj('b', 35)]));
+    informer.start();
+    const first = await server.nextWatch(0);
+    first.send(
+      line('ERROR', {
+        kind: 'Status',
+        status: 'Failure',
+        code: 410,
+        reason: 'Expired',
+        message: 'etcd holds another history',
+        details: { causes: [{ reason: 'HistoryChanged', message: 'restored' }] },
+      }),
+    );
+    server.lists.push(listAnswer(12, [obj('a', 9), obj('c', 11)]));
+    await backOff(clock);
+    const second = await server.nextWatch(1);
+    expect(second.url.searchParams.get('resourceVersion')).toBe('12');
+    const lists = server.requests.filter((u) => u.searchParams.get('watch') !== 'true');
+    expect(lists[1]?.searchParams.has('resourceVersion')).toBe(false); // most recent
+    expect(keys(informer)).toEqual(['/registry/a@9', '/registry/c@11']);
+    expect(recorded.log.slice(2)).toEqual([
+      'delete /registry/b 35',
+      'update /registry/a 30->9',
+      'add /registry/c 11',
+    ]);
+    expect(informer.stats.historyChanges).toBe(1);
+    await informer.stop();
+  });
+
   it('backs off exponentially with jitter between failures, at least as long as Retry-After asks', async () => {
     const { server, clock, informer } = setup();
     const errors: unknown[] = [];

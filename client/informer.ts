@@ -16,7 +16,10 @@
  *   partly received revision are recognised by key and skipped.
  * - It never goes backwards: a relist answers with `resourceVersion=0` first (cheap, API.md's
  *   "any"), and one older than the revision already held is thrown away and retried as
- *   not-older-than that revision; bookmarks below the held revision are ignored.
+ *   not-older-than that revision; bookmarks below the held revision are ignored. The one
+ *   exception: a 410 whose Status has the cause `HistoryChanged` (etcd was wiped or restored,
+ *   API.md "Histories") says the held state belongs to no history etcd has, so the informer
+ *   relists the most recent state, whatever its revision.
  * - A `sync` event says the store holds exactly the prefix's state at that revision (every
  *   change up to it, none after): after each list, and whenever a revision is proven complete.
  * - Failures are retried forever with exponential backoff and jitter (at least what a
@@ -28,7 +31,7 @@ import { Backoff } from '../core/backoff.ts';
 import type { Clock, KvObject } from '../core/types.ts';
 import { systemClock } from '../core/types.ts';
 import type { EdgewatchClient, ListOptions } from './client.ts';
-import { EdgewatchError, isExpired, StatusError } from './errors.ts';
+import { EdgewatchError, isExpired, isHistoryChanged, StatusError } from './errors.ts';
 import { LocalStore } from './store.ts';
 import type { ChangeEvent, WatchEvent } from './watch.ts';
 
@@ -76,6 +79,8 @@ export interface InformerStats {
   watches: number;
   /** 410s that made it relist. */
   expired: number;
+  /** Of those, the ones that said etcd's history changed (see the class comment). */
+  historyChanges: number;
   /** Change events applied (repeats after a resume are not counted). */
   changes: number;
   errors: number;
@@ -83,7 +88,14 @@ export interface InformerStats {
 
 export class Informer {
   readonly prefix: string;
-  readonly stats: InformerStats = { lists: 0, watches: 0, expired: 0, changes: 0, errors: 0 };
+  readonly stats: InformerStats = {
+    lists: 0,
+    watches: 0,
+    expired: 0,
+    historyChanges: 0,
+    changes: 0,
+    errors: 0,
+  };
   readonly #client: EdgewatchClient;
   readonly #options: InformerOptions;
   readonly #clock: Clock;
@@ -99,6 +111,8 @@ export class Informer {
   #abort = new AbortController();
   #running: Promise<void> | undefined;
   #synced = false;
+  /** A tier said etcd's history changed: the next list is most recent, whatever its revision. */
+  #newHistory = false;
   /** Every change up to this revision is in the store. */
   #confirmed = 0;
   /** The newest revision with changes applied but not yet proven complete, and its keys. */
@@ -202,6 +216,11 @@ export class Informer {
         if (isExpired(error)) {
           this.stats.expired++;
           mustList = true;
+          if (isHistoryChanged(error)) {
+            this.stats.historyChanges++;
+            this.#newHistory = true;
+            behind = false;
+          }
         }
         this.#emit('error', error);
         const retryAfter = error instanceof StatusError ? (error.retryAfterSeconds ?? 0) * 1000 : 0;
@@ -213,10 +232,12 @@ export class Informer {
   /** Lists and replaces the store; false when the answer was older than what is held. */
   async #list(behind: boolean): Promise<boolean> {
     this.stats.lists++;
-    const held = this.revision;
+    // After a history change what is held belongs to no history etcd has: any revision will do.
+    const held = this.#newHistory ? 0 : this.revision;
     const initial = this.#options.initial ?? 'any';
-    const consistency: ListOptions =
-      held > 0
+    const consistency: ListOptions = this.#newHistory
+      ? {}
+      : held > 0
         ? behind
           ? { minRevision: held }
           : { any: true }
@@ -231,6 +252,7 @@ export class Informer {
       signal: this.#abort.signal,
     });
     if (result.revision < held) return false;
+    this.#newHistory = false;
     this.#replace(result.items, result.revision);
     return true;
   }
