@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../test/helpers/manual-clock.ts';
 import {
   addEntry,
   DigestTimeline,
@@ -12,7 +13,7 @@ import {
 } from './digest.ts';
 import { Expired, HistoryChanged } from './errors.ts';
 import { deletedObject, makeObject } from './object.ts';
-import type { ChangeEvent, Clock, KvObject, RevisionBatch } from './types.ts';
+import type { ChangeEvent, KvObject, RevisionBatch } from './types.ts';
 import { WatchCache } from './watch-cache.ts';
 
 const utf8 = new TextEncoder();
@@ -20,8 +21,6 @@ const obj = (key: string, value: string, mod: number, create = mod, version = 1)
   makeObject({ key, value: utf8.encode(value), createRevision: create, modRevision: mod, version });
 const bytes = (key: string, value: Uint8Array, mod: number): KvObject =>
   makeObject({ key, value, createRevision: mod, modRevision: mod, version: 1 });
-
-const stillClock: Clock = { now: () => 0, setTimeout: () => () => {} };
 
 describe('digest', () => {
   it('does not depend on the order of the objects', () => {
@@ -142,7 +141,7 @@ describe('the watch cache digest', () => {
     fc.assert(
       fc.property(fc.array(fc.array(op, { minLength: 1, maxLength: 3 }), { maxLength: 30 }), (writes) => {
         const m = model();
-        const cache = new WatchCache({ clock: stillClock, maxEvents: 10 });
+        const cache = new WatchCache({ clock: new ManualClock(), maxEvents: 10 });
         cache.replace(1, []);
         for (const ops of writes) {
           const batch = m.write(ops);
@@ -161,7 +160,7 @@ describe('the watch cache digest', () => {
   });
 
   it('keeps its digest through progress and recomputes it on replace', () => {
-    const cache = new WatchCache({ clock: stillClock });
+    const cache = new WatchCache({ clock: new ManualClock() });
     expect(cache.digestAt(0)).toBeUndefined();
     const objects = [obj('/a', '1', 2), obj('/b', '2', 3)];
     cache.replace(3, objects);
@@ -172,7 +171,7 @@ describe('the watch cache digest', () => {
   });
 
   it('sees a store changed behind its back only when recomputed (what the self-check does)', () => {
-    const cache = new WatchCache({ clock: stillClock });
+    const cache = new WatchCache({ clock: new ManualClock() });
     cache.replace(3, [obj('/a', '1', 2)]);
     const before = cache.digest;
     cache.corruptForTest(obj('/a', 'corrupt', 2));
@@ -182,7 +181,7 @@ describe('the watch cache digest', () => {
   });
 
   it('closes every subscriber on a replace from another history, even one at the new revision', () => {
-    const cache = new WatchCache({ clock: stillClock });
+    const cache = new WatchCache({ clock: new ManualClock() });
     cache.replace(5, []);
     const closed: (Error | undefined)[] = [];
     cache.watch({ fromRevision: 5, prefix: '', onBatch: () => true, onClose: (e) => closed.push(e) });
@@ -193,7 +192,7 @@ describe('the watch cache digest', () => {
   });
 
   it('stops serving after invalidate, closes subscribers with 410, and loads again on replace', () => {
-    const cache = new WatchCache({ clock: stillClock });
+    const cache = new WatchCache({ clock: new ManualClock() });
     cache.replace(5, [obj('/a', '1', 4)]);
     const closed: (Error | undefined)[] = [];
     cache.watch({ fromRevision: 5, prefix: '', onBatch: () => true, onClose: (e) => closed.push(e) });
@@ -211,7 +210,7 @@ describe('the watch cache digest', () => {
 
 describe('a relist onto a revision the cache held', () => {
   it('lets a subscriber at that revision continue only when the state there is the same', () => {
-    const cache = new WatchCache({ clock: stillClock });
+    const cache = new WatchCache({ clock: new ManualClock() });
     const a = obj('/a', '1', 4);
     cache.replace(5, [a]);
     const closed: (Error | undefined)[] = [];

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../test/helpers/manual-clock.ts';
 import { encodeContinue } from './continue.ts';
 import { kvShape } from './format.ts';
 import { makeObject } from './object.ts';
@@ -6,7 +7,6 @@ import { execute, type ReadTier } from './read-api.ts';
 import { parseReadRequest, type ReadRequest } from './request.ts';
 import { planRead, type ReadAt, type ServePlan, type Tier, type TierFacts } from './rules.ts';
 import { FetchedPage } from './store.ts';
-import type { Cancel, Clock } from './types.ts';
 import { WatchCache } from './watch-cache.ts';
 
 const request = (path: string, query = ''): ReadRequest =>
@@ -400,23 +400,6 @@ describe('planRead invariants', () => {
 // What must happen follows from the plan: waiting plans are served locally when the state is
 // there, else as `onTimeout` / `onGone` say; a watch of the changes after "latest" never waits.
 
-/** A clock whose timers fire only when told to. */
-class ManualClock implements Clock {
-  #timers = new Set<() => void>();
-  now(): number {
-    return 0;
-  }
-  setTimeout(fn: () => void): Cancel {
-    this.#timers.add(fn);
-    return () => this.#timers.delete(fn);
-  }
-  fireAll(): void {
-    const timers = [...this.#timers];
-    this.#timers.clear();
-    for (const fn of timers) fn();
-  }
-}
-
 const utf8 = new TextEncoder();
 const kv = (key: string, rev: number) =>
   makeObject({ key, value: utf8.encode(`v${rev}`), createRevision: rev, modRevision: rev, version: 1 });
@@ -439,7 +422,9 @@ function setUp(situation: Situation, facts: TierFacts, tierName: Tier) {
     } else {
       cache.replace(40, BASE);
       cache.onWait(() =>
-        queueMicrotask(() => (situation === 'timeout' ? clock.fireAll() : cache.replace(300, BASE))),
+        queueMicrotask(() =>
+          situation === 'timeout' ? void clock.advance(3_000) : cache.replace(300, BASE),
+        ),
       );
     }
   }
