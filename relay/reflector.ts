@@ -173,6 +173,9 @@ export class Reflector {
   /** Ends the running watch attempt (resolves `watchOnce`). */
   private endCurrent: ((reason: WatchEnded | 'stopped') => void) | undefined;
   private wakeSleep: (() => void) | undefined;
+  /** Resolves on `stop()`: what the loop awaits of etcd is raced with it, so stopping never waits on etcd. */
+  private readonly stopSignal: Promise<'stopped'>;
+  private signalStop: () => void = () => {};
 
   constructor(options: ReflectorOptions) {
     this.lw = options.listerWatcher;
@@ -191,6 +194,9 @@ export class Reflector {
     this.onRelisting = options.onRelisting ?? (() => {});
     this.verifyHistory = options.verifyHistory;
     this.onCompacted = options.onCompacted;
+    this.stopSignal = new Promise((resolve) => {
+      this.signalStop = () => resolve('stopped');
+    });
     this.ready = new Promise<void>((resolve, reject) => {
       this.readyResolve = resolve;
       this.readyReject = reject;
@@ -237,6 +243,7 @@ export class Reflector {
   async stop(): Promise<void> {
     if (this.stopped) return this.loop;
     this.stopped = true;
+    this.signalStop();
     this.readyReject(new ReflectorStopped('the reflector was stopped before its first list'));
     this.generation++;
     this.current?.close();
@@ -278,8 +285,10 @@ export class Reflector {
           this.log.warn('etcd compacted the revision to verify, relisting', {
             revision: this.currentRevision,
           });
+          // Nothing is known, so nothing is assumed: the relist replaces the state, and only a
+          // subscriber exactly at the new revision whose state there is the same continues
+          // (WatchCache.replace compares the digests).
           listReason = 'compacted';
-          newHistory = true;
         }
         continue;
       }
@@ -330,7 +339,8 @@ export class Reflector {
     if (!verifyHistory) return { kind: 'same' };
     this.stats.verifications++;
     try {
-      return await verifyHistory(this.currentRevision);
+      const verdict = await Promise.race([verifyHistory(this.currentRevision), this.stopSignal]);
+      return verdict === 'stopped' ? undefined : verdict;
     } catch (err) {
       if (!this.stopped)
         this.log.warn('history check failed', { revision: this.currentRevision, error: String(err) });
@@ -343,7 +353,9 @@ export class Reflector {
     let result: Awaited<ReturnType<ListerWatcher['list']>>;
     this.onRelisting(reason, newHistory);
     try {
-      result = await this.lw.list();
+      const listed = await Promise.race([this.lw.list(), this.stopSignal]);
+      if (listed === 'stopped') return false;
+      result = listed;
     } catch (err) {
       if (this.stopped) return false;
       this.log.warn('list failed', { reason, revision: this.currentRevision, error: String(err) });

@@ -476,3 +476,83 @@ describe('the ground truth', () => {
     expect(checkRun({ ...run(etcd, {}), truth }).violations.map((v) => v.kind)).toEqual(['harness']);
   });
 });
+
+describe('checkRun across etcd histories (a wipe or restore during the run)', () => {
+  /** History 0: the scenario. History 1: etcd restored from a snapshot at 5, then written to. */
+  function twoHistories() {
+    const old = scenario();
+    const base = { revision: 5, objects: ['/r/a', '/r/b', '/other/x'].flatMap((k) => at(old, k, 5) ?? []) };
+    const next = new SyntheticEtcd();
+    next.revision = 5;
+    for (const o of base.objects) next.state.set(o.key, o);
+    next.put('/r/z', 'z1'); // 6: not the old history's 6
+    next.put('/r/a', 'a9'); // 7
+    const epoch = { startedAt: 1_000, settledAt: 2_000, truth: { ...next.truth(), base } };
+    return { old, next, epoch };
+  }
+  const served = (etcd: SyntheticEtcd, key: string, rev: number) => {
+    const object = at(etcd, key, rev) ?? etcd.state.get(key);
+    return object ? { status: 200, served: rev, object } : { status: 404, served: rev };
+  };
+
+  it('accepts each answer from the history it could have come from', () => {
+    const { old, next, epoch } = twoHistories();
+    const record: RunRecord = {
+      ...run(old, {}),
+      epochs: [epoch],
+      reads: [
+        read({ id: 1, key: '/r/c', ...served(old, '/r/c', 6), sentAt: 100, receivedAt: 101 }),
+        // Sent before the new history settled: the tier may not know yet; either history fits.
+        read({ id: 2, key: '/r/c', ...served(old, '/r/c', 9), sentAt: 1_500, receivedAt: 1_501 }),
+        read({
+          id: 3,
+          client: 'c2',
+          key: '/r/z',
+          ...served(next, '/r/z', 6),
+          sentAt: 30_000,
+          receivedAt: 30_001,
+        }),
+        read({
+          id: 4,
+          key: '/r/a',
+          mode: 'mostRecent',
+          ...served(next, '/r/a', 7),
+          sentAt: 2_100,
+          receivedAt: 2_101,
+        }),
+      ],
+    };
+    expect(kinds(record)).toEqual([]);
+  });
+
+  it('refuses an old-history answer once the tier could know, and a most-recent one at once', () => {
+    const { old, epoch } = twoHistories();
+    const late = read({ id: 1, key: '/r/c', ...served(old, '/r/c', 6), sentAt: 30_000, receivedAt: 30_001 });
+    const recent = read({
+      id: 2,
+      key: '/r/c',
+      mode: 'mostRecent',
+      ...served(old, '/r/c', 6),
+      sentAt: 2_100,
+      receivedAt: 2_101,
+    });
+    for (const r of [late, recent])
+      expect(kinds({ ...run(old, {}), epochs: [epoch], reads: [r] })).toEqual(['wrong-state']);
+  });
+
+  it('justifies a watch that ends with 410 across the history change', () => {
+    const { old, epoch } = twoHistories();
+    const ended = session({
+      start: { kind: 'after', rv: 5 },
+      sentAt: 500,
+      endedAt: 1_200,
+      events: [...liveEvents(old, '/r/', 5, 6), { type: 'ERROR', object: { code: 410, reason: 'Expired' } }],
+      end: 'clean',
+      windowStart: 0,
+    });
+    const record: RunRecord = { ...run(old, {}), epochs: [epoch], sessions: [ended], faults: [] };
+    expect(kinds(record)).toEqual(['unjustified-expiry']);
+    const faults = [{ kind: 'etcdRestore' as const, startedAt: 1_000, endedAt: 2_000 }];
+    expect(kinds({ ...record, faults })).toEqual([]);
+  });
+});

@@ -34,6 +34,8 @@
  */
 import {
   type FaultRecord,
+  HISTORY_FAULT_KINDS,
+  HISTORY_GRACE_MS,
   type ModelObject,
   objectText,
   type ReadRecord,
@@ -86,9 +88,18 @@ export interface CheckResult {
   readonly stats: CheckStats;
 }
 
-/** Checks a whole run. */
+/**
+ * Checks a whole run. With several histories (`run.epochs`: etcd wiped or restored during the
+ * run), each record is judged against the history it could have come from: one that existed
+ * while it was in flight, and — for a most-recent read — the one etcd held when it was sent, or,
+ * for anything else, any history a tier might not have left yet (up to `HISTORY_GRACE_MS` after
+ * the next one settled). A record only one history fits, sent after that history settled, is
+ * checked in full, per-client rules included, against that history's records alone; one that
+ * several fit must be exactly right for one of them (freshness floors and the order across
+ * records are not checked for it, and a revision above a history's recorded head — a lease that
+ * expired as etcd was taken down — is tolerated).
+ */
 export function checkRun(run: RunRecord): CheckResult {
-  const truth = new Truth(run.truth);
   const violations: Violation[] = [];
   const stats: CheckStats = {
     readsChecked: 0,
@@ -99,16 +110,131 @@ export function checkRun(run: RunRecord): CheckResult {
     bookmarks: 0,
     expiries: {},
   };
-  const problem = truth.problem();
-  if (problem) violations.push({ kind: 'harness', message: `ground truth unusable: ${problem}`, refs: [] });
-  checkReads(truth, run.reads, violations, stats);
-  checkWatches(truth, run.sessions, run.faults, violations, stats);
+  const epochs = run.epochs ?? [];
+  const histories = [
+    { truth: new Truth(run.truth), startedAt: Number.NEGATIVE_INFINITY, settledAt: Number.NEGATIVE_INFINITY },
+    ...epochs.map((e) => ({ truth: new Truth(e.truth), startedAt: e.startedAt, settledAt: e.settledAt })),
+  ];
+  for (const [i, h] of histories.entries()) {
+    const problem = h.truth.problem();
+    if (problem)
+      violations.push({
+        kind: 'harness',
+        message: `ground truth${i > 0 ? ` of history ${i}` : ''} unusable: ${problem}`,
+        refs: [],
+      });
+  }
+  if (histories.length === 1) {
+    const truth = histories[0]?.truth as Truth;
+    checkReads(truth, run.reads, violations, stats);
+    checkWatches(truth, run.sessions, run.faults, violations, stats);
+    return { violations, stats };
+  }
+  /** The histories a record in flight over [from, to] may have been answered from. */
+  const candidates = (from: number, to: number, mostRecent: boolean): number[] =>
+    histories.flatMap((h, i) => {
+      const next = histories[i + 1];
+      if (to < h.startedAt) return [];
+      if (next && from >= next.settledAt + (mostRecent ? 0 : HISTORY_GRACE_MS)) return [];
+      return [i];
+    });
+  const exclusiveReads = histories.map((): ReadRecord[] => []);
+  const exclusiveSessions = histories.map((): WatchSession[] => []);
+  for (const r of run.reads) {
+    const c = candidates(r.sentAt, r.receivedAt, r.mode === 'mostRecent');
+    const only = c.length === 1 ? (c[0] as number) : undefined;
+    if (only !== undefined && r.sentAt >= (histories[only]?.settledAt ?? 0)) exclusiveReads[only]?.push(r);
+    else
+      judgeAmbiguous(
+        c,
+        violations,
+        stats,
+        (truth, out, st) => checkReads(truth, [r], out, st, true),
+        histories,
+      );
+  }
+  for (const s of run.sessions) {
+    const c = candidates(s.sentAt, s.endedAt, false);
+    const only = c.length === 1 ? (c[0] as number) : undefined;
+    if (only !== undefined && s.sentAt >= (histories[only]?.settledAt ?? 0)) exclusiveSessions[only]?.push(s);
+    else
+      judgeAmbiguous(
+        c,
+        violations,
+        stats,
+        (truth, out, st) => checkSession(truth, s, run.faults, out, st, true),
+        histories,
+      );
+  }
+  for (const [i, h] of histories.entries()) {
+    checkReads(h.truth, exclusiveReads[i] ?? [], violations, stats);
+    checkWatches(h.truth, exclusiveSessions[i] ?? [], run.faults, violations, stats);
+  }
   return { violations, stats };
 }
 
-const TOLERATED = new Set([0, 429, 503, 504]);
+/**
+ * A record several histories fit: clean against one of them is enough (its stats count); else
+ * the candidate with the fewest violations is reported. No candidate at all is a violation.
+ */
+function judgeAmbiguous(
+  candidates: readonly number[],
+  out: Violation[],
+  stats: CheckStats,
+  check: (truth: Truth, out: Violation[], stats: CheckStats) => void,
+  histories: readonly { truth: Truth }[],
+): void {
+  let best: { violations: Violation[]; stats: CheckStats } | undefined;
+  for (const i of candidates) {
+    const truth = histories[i]?.truth;
+    if (!truth) continue;
+    const v: Violation[] = [];
+    const st = emptyStats();
+    check(truth, v, st);
+    if (!best || v.length < best.violations.length) best = { violations: v, stats: st };
+    if (v.length === 0) break;
+  }
+  if (!best) {
+    out.push({ kind: 'harness', message: 'a record no history of the run can have answered', refs: [] });
+    return;
+  }
+  for (const v of best.violations) out.push(v);
+  mergeStats(stats, best.stats);
+}
 
-function checkReads(truth: Truth, reads: readonly ReadRecord[], out: Violation[], stats: CheckStats): void {
+function emptyStats(): CheckStats {
+  return {
+    readsChecked: 0,
+    readsTolerated: 0,
+    sessions: 0,
+    eventsChecked: 0,
+    initialEventsChecked: 0,
+    bookmarks: 0,
+    expiries: {},
+  };
+}
+
+function mergeStats(into: CheckStats, from: CheckStats): void {
+  into.readsChecked += from.readsChecked;
+  into.readsTolerated += from.readsTolerated;
+  into.sessions += from.sessions;
+  into.eventsChecked += from.eventsChecked;
+  into.initialEventsChecked += from.initialEventsChecked;
+  into.bookmarks += from.bookmarks;
+  for (const [k, n] of Object.entries(from.expiries)) into.expiries[k] = (into.expiries[k] ?? 0) + n;
+}
+
+const TOLERATED = new Set([0, 429, 503, 504]);
+const HISTORY_KINDS: ReadonlySet<string> = new Set(HISTORY_FAULT_KINDS);
+
+/** `lenient`: a record several histories fit (see `checkRun`): no floors, no per-client order. */
+function checkReads(
+  truth: Truth,
+  reads: readonly ReadRecord[],
+  out: Violation[],
+  stats: CheckStats,
+  lenient = false,
+): void {
   const last = new Map<string, { served: number; id: number }>();
   for (const r of [...reads].sort((a, b) => a.sentAt - b.sentAt || a.id - b.id)) {
     const ref = [`read:${r.id}`];
@@ -140,6 +266,10 @@ function checkReads(truth: Truth, reads: readonly ReadRecord[], out: Violation[]
     }
     const R = r.served;
     stats.readsChecked++;
+    if (R > truth.head && lenient) {
+      stats.readsTolerated++;
+      continue;
+    }
     if (R > truth.head) {
       out.push({
         kind: 'future-revision',
@@ -149,7 +279,7 @@ function checkReads(truth: Truth, reads: readonly ReadRecord[], out: Violation[]
       continue;
     }
     // Freshness.
-    if (r.mode === 'mostRecent' && R < r.floor)
+    if (r.mode === 'mostRecent' && R < r.floor && !lenient)
       out.push({
         kind: 'stale-read',
         message: `${what}: most-recent read served at ${R}, but ${r.floor} was committed and observed before it was sent`,
@@ -163,7 +293,7 @@ function checkReads(truth: Truth, reads: readonly ReadRecord[], out: Violation[]
         message: `${what}: served at ${R}, asked for exactly ${r.rv}`,
         refs: ref,
       });
-    if (r.mode !== 'exact' && r.mode !== 'continue') {
+    if (r.mode !== 'exact' && r.mode !== 'continue' && !lenient) {
       // No time travel. A read that asks for the most recent state, or carries the client's own
       // highest revision, is never served older than anything the client read before, from any
       // tier. Any other read (rv=0, an older rv) may see a tier that is behind, but one source —
@@ -320,6 +450,7 @@ function checkSession(
   faults: readonly FaultRecord[],
   out: Violation[],
   stats: CheckStats,
+  lenient = false,
 ): void {
   const ref = [`watch:${s.id}`];
   const what = `${s.watcher} watch ${s.prefix} ${s.start.kind === 'after' ? `after ${s.start.rv}` : `initial ${s.start.mode}${s.start.rv !== undefined ? ` rv=${s.start.rv}` : ''}`} via ${s.target}`;
@@ -337,9 +468,11 @@ function checkSession(
     const R = s.headerRv;
     if (R === undefined)
       return void fail('bad-response', 'no X-Resource-Version on a watch with initial events');
-    if (R > truth.head)
-      return void fail('future-revision', `initial state at ${R} > etcd head ${truth.head}`);
-    if (s.start.mode === 'mostRecent' && R < s.floor)
+    if (R > truth.head) {
+      if (!lenient) fail('future-revision', `initial state at ${R} > etcd head ${truth.head}`);
+      return;
+    }
+    if (s.start.mode === 'mostRecent' && R < s.floor && !lenient)
       fail('stale-read', `initial state at ${R}, but ${s.floor} was observed committed before the request`);
     if (s.start.mode === 'notOlderThan' && R < (s.start.rv ?? 0))
       fail('stale-read', `initial state at ${R} < rv ${s.start.rv}`);
@@ -451,7 +584,7 @@ function checkSession(
     }
     flush(true);
     if (rev > truth.head) {
-      fail('future-revision', `event at ${rev} > etcd head ${truth.head}`);
+      if (!lenient) fail('future-revision', `event at ${rev} > etcd head ${truth.head}`);
       break;
     }
     if (rev <= position) {
@@ -504,6 +637,15 @@ function expiryCause(
   faults: readonly FaultRecord[],
 ): string | undefined {
   if (s.slow) return 'slowReader';
+  // etcd got another history while the session was open (or just before it): every tier ends
+  // its watches with 410 once it notices (API.md "Histories").
+  if (
+    faults.some(
+      (f) =>
+        HISTORY_KINDS.has(f.kind) && s.endedAt >= f.startedAt && s.sentAt <= f.endedAt + HISTORY_GRACE_MS,
+    )
+  )
+    return 'historyChange';
   if (position < truth.compactedAt(s.endedAt)) return 'compacted';
   if (s.windowStart !== undefined && position < s.windowStart) return 'window';
   if (

@@ -117,7 +117,7 @@ export async function runReader(ctx: ClientContext, name: string, rng: Prng): Pr
       };
       ctx.reads.push(full);
       if (f.served !== undefined && (f.status === 200 || f.status === 404)) {
-        ctx.observed.observe(f.served);
+        ctx.observed.observe(f.served, sentAt);
         if (r.mode !== 'exact' && r.mode !== 'continue') lastServed = Math.max(lastServed, f.served);
       }
       return full;
@@ -366,10 +366,11 @@ export class Watcher {
             const event = JSON.parse(line) as WireEvent;
             events.push(event);
             if (event.type === 'ERROR') windowStart = await target.windowStart?.(ctx.exposed, servedBy);
-            else if (event.type === 'BOOKMARK') ctx.observed.observe(Number(event.object.resourceVersion));
+            else if (event.type === 'BOOKMARK')
+              ctx.observed.observe(Number(event.object.resourceVersion), sentAt);
             else {
               this.events++;
-              ctx.observed.observe(Number(event.object.modRevision));
+              ctx.observed.observe(Number(event.object.modRevision), sentAt);
             }
           }
         }

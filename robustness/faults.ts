@@ -10,11 +10,15 @@
  * - the edge: workerd stopped and started on its storage, so every Durable Object is evicted and
  *   warm-restarts from SQLite (`edgeEvict`); the edge↔relay link, through its own TCP proxy, cut,
  *   delayed or black-holed;
- * - a watcher that stops reading for a while.
+ * - a watcher that stops reading for a while;
+ * - etcd given another history: wiped, or restored from a snapshot with and without
+ *   `--bump-revision --mark-compacted`, while the tiers run or while they are stopped
+ *   (robustness/history-faults.ts).
  */
 
 import type { TcpProxy } from '../test/helpers/tcp-proxy.ts';
 import type { Watcher } from './clients.ts';
+import { changeHistory, type HistoryTargets } from './history-faults.ts';
 import type { FaultKind, FaultRecord } from './model.ts';
 import type { Prng } from './prng.ts';
 import { sleep } from './writers.ts';
@@ -47,6 +51,8 @@ export interface FaultTargets {
   readonly edge?: { suspend(): Promise<void>; restart(): Promise<void> };
   /** Compacts etcd at the recorder's revision; returns the revision (undefined: nothing to do). */
   compactNearHead(): Promise<number | undefined>;
+  /** What the faults that give etcd another history act on (robustness/history-faults.ts). */
+  readonly history: HistoryTargets;
 }
 
 export interface ScheduledFault {
@@ -128,6 +134,14 @@ export async function inject(kind: FaultKind, t: FaultTargets, rng: Prng): Promi
       detail = `workerd down ${Date.now() - startedAt} ms`;
       break;
     }
+    case 'etcdWipe':
+    case 'etcdWipeStopped':
+    case 'etcdRestore':
+    case 'etcdRestoreStopped':
+    case 'etcdRestoreBumped':
+    case 'etcdRestoreBumpedStopped':
+      detail = await changeHistory(kind, t.history, rng);
+      break;
     case 'slowWatcher': {
       const watcher = rng.pick(t.watchers);
       const hold = rng.int(2000, 5000);

@@ -35,6 +35,11 @@ export interface RecordedRevision {
  * each etcd revision is made by at least one change, and the recorder watches every key.
  */
 export interface GroundTruth {
+  /**
+   * Where this history starts: the whole keyspace at `revision` (absent: empty at revision 1).
+   * A history that etcd was restored into from a snapshot starts with the snapshot's state.
+   */
+  readonly base?: { readonly revision: number; readonly objects: readonly ModelObject[] };
   readonly revisions: readonly RecordedRevision[];
   readonly head: number;
   /** Compactions in the order made: revisions below `revision` are gone from etcd after `at`. */
@@ -142,7 +147,37 @@ export type FaultKind =
   | 'edgeEvict'
   | 'edgeLinkCut'
   | 'edgeLinkDelay'
-  | 'edgeBlackHole';
+  | 'edgeBlackHole'
+  | HistoryFaultKind;
+
+/**
+ * Faults that give etcd another history (robustness/faults.ts): its data wiped (an empty
+ * member), or every member restored from a snapshot taken a moment earlier, without or with
+ * `--bump-revision --mark-compacted`; `…Stopped`: with the relay and the edge stopped meanwhile,
+ * so that they start again (the replica warm) on the old history's state.
+ */
+export type HistoryFaultKind =
+  | 'etcdWipe'
+  | 'etcdWipeStopped'
+  | 'etcdRestore'
+  | 'etcdRestoreStopped'
+  | 'etcdRestoreBumped'
+  | 'etcdRestoreBumpedStopped';
+
+/**
+ * How long after a new history settles a tier may still answer a read or stream from the old
+ * one: it notices on its next etcd watch reconnect (backoff ≤ 5 s) and tells its replicas at once.
+ */
+export const HISTORY_GRACE_MS = 15_000;
+
+export const HISTORY_FAULT_KINDS: readonly HistoryFaultKind[] = [
+  'etcdWipe',
+  'etcdWipeStopped',
+  'etcdRestore',
+  'etcdRestoreStopped',
+  'etcdRestoreBumped',
+  'etcdRestoreBumpedStopped',
+];
 
 export const FAULT_KINDS: readonly FaultKind[] = [
   'etcdKill',
@@ -158,6 +193,7 @@ export const FAULT_KINDS: readonly FaultKind[] = [
   'edgeLinkCut',
   'edgeLinkDelay',
   'edgeBlackHole',
+  ...HISTORY_FAULT_KINDS,
 ];
 
 /** The fault kinds a run with (or without) the edge and a cluster can inject. */
@@ -175,11 +211,25 @@ export interface FaultRecord {
   readonly detail?: string;
 }
 
+/**
+ * A later etcd history of the run (after a wipe or restore fault): from `startedAt` (etcd went
+ * down) answers may come from it; from `settledAt` (etcd and the tiers are back) etcd holds only
+ * it, and a most-recent read must be answered from it.
+ */
+export interface Epoch {
+  readonly startedAt: number;
+  readonly settledAt: number;
+  readonly truth: GroundTruth;
+}
+
 /** Everything one run recorded. */
 export interface RunRecord {
   readonly seed: number;
   readonly prefix: string;
+  /** The run's first history. */
   readonly truth: GroundTruth;
+  /** The histories that followed it, in order (none without history faults). */
+  readonly epochs?: readonly Epoch[];
   readonly reads: readonly ReadRecord[];
   readonly sessions: readonly WatchSession[];
   readonly faults: readonly FaultRecord[];
@@ -214,10 +264,16 @@ export class Truth {
   readonly #sorted: readonly RecordedRevision[];
   readonly #compactions: GroundTruth['compactions'];
 
+  readonly #baseRevision: number;
+
   constructor(truth: GroundTruth) {
     this.head = truth.head;
     this.#sorted = [...truth.revisions].sort((a, b) => a.revision - b.revision);
     this.#compactions = truth.compactions;
+    this.#baseRevision = truth.base?.revision ?? 1;
+    for (const object of truth.base?.objects ?? []) {
+      this.#timelines.set(object.key, [{ revision: this.#baseRevision, object }]);
+    }
     for (const r of this.#sorted) {
       this.#byRevision.set(r.revision, r);
       for (const e of r.events) {
@@ -233,7 +289,7 @@ export class Truth {
 
   /** Why the recorded history cannot serve as ground truth, or undefined when it can. */
   problem(): string | undefined {
-    let expected = 2;
+    let expected = this.#baseRevision + 1;
     for (const r of this.#sorted) {
       if (r.revision !== expected) return `recorded history jumps from ${expected - 1} to ${r.revision}`;
       expected++;
@@ -301,6 +357,11 @@ export class Truth {
   /** The changes under `prefix` at `revision`, in etcd's order. */
   eventsAt(prefix: string, revision: number): RecordedEvent[] {
     return (this.#byRevision.get(revision)?.events ?? []).filter((e) => e.key.startsWith(prefix));
+  }
+
+  /** The revision this history starts at (1, or a restored snapshot's). */
+  get baseRevision(): number {
+    return this.#baseRevision;
   }
 
   /** The highest compaction revision made at or before `time` (0: none). */

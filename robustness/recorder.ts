@@ -23,7 +23,8 @@ export function rawClient(endpoints: string | readonly string[], callTimeoutMs =
 }
 
 export class Recorder {
-  readonly revisions: RecordedRevision[] = [];
+  /** The current history's revisions (a new array per `startHistory`). */
+  revisions: RecordedRevision[] = [];
   /** Reconnections after a broken stream. */
   reconnects = 0;
   readonly #endpoints: string | readonly string[];
@@ -31,6 +32,10 @@ export class Recorder {
   #stopped = false;
   #waiters: { target: number; resolve: () => void }[] = [];
   #problem: string | undefined;
+  /** The revision the current history starts at (1, or a restored snapshot's). */
+  #base = 1;
+  #suspended = false;
+  #resume: (() => void) | undefined;
 
   /** `endpoints`: one etcd, or every member of a cluster (a broken stream resumes on any). */
   constructor(endpoints: string | readonly string[]) {
@@ -39,7 +44,24 @@ export class Recorder {
 
   /** The last revision recorded (1: nothing yet). */
   get revision(): number {
-    return this.revisions[this.revisions.length - 1]?.revision ?? 1;
+    return this.revisions[this.revisions.length - 1]?.revision ?? this.#base;
+  }
+
+  /**
+   * Stops recording (etcd is about to get another history): the stream is closed and not
+   * reopened until `startHistory`, so nothing of the next history lands in this one's record.
+   */
+  suspend(): void {
+    this.#suspended = true;
+    this.#client?.close();
+  }
+
+  /** Records a new history from `base` + 1 on (a wipe: 1; a restore: the snapshot's revision). */
+  startHistory(base: number): void {
+    this.revisions = [];
+    this.#base = base;
+    this.#suspended = false;
+    this.#resume?.();
   }
 
   /** A broken invariant (a revision out of order), if any: the history is then unusable. */
@@ -71,6 +93,7 @@ export class Recorder {
 
   stop(): void {
     this.#stopped = true;
+    this.#resume?.();
     this.#client?.close();
   }
 
@@ -81,6 +104,8 @@ export class Recorder {
       } catch {
         // reconnect below
       }
+      if (this.#stopped) return;
+      while (this.#suspended && !this.#stopped) await new Promise<void>((r) => (this.#resume = r));
       if (this.#stopped) return;
       this.reconnects++;
       await new Promise((r) => setTimeout(r, 50));

@@ -21,6 +21,8 @@ export interface RelayProcessOptions {
   readonly secret: string;
   /** The relay's JSON log goes here (appended across restarts); discarded when unset. */
   readonly logFile?: string;
+  /** More flags, e.g. `['--self-check-interval-ms', '2000']`. */
+  readonly extraArgs?: readonly string[];
 }
 
 export interface RelayProcess {
@@ -50,6 +52,7 @@ export function relayProcess(options: RelayProcessOptions): RelayProcess {
     ...['--port', String(options.port), '--etcd', options.etcdEndpoints.join(',')],
     ...options.prefixes.flatMap((p) => ['--prefix', p]),
     ...['--secret', options.secret, '--insecure-no-auth'],
+    ...(options.extraArgs ?? []),
   ];
   const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !RELAY_ENV.test(name)));
   let child: ChildProcess | undefined;

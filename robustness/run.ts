@@ -19,6 +19,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { RestorableCluster } from '../scripts/lib/etcd-history.ts';
 import { startEtcd, startEtcdCluster } from '../scripts/lib/etcd-process.ts';
 import { freePort } from '../scripts/lib/ports.ts';
 import { startProxy, type TcpProxy } from '../test/helpers/tcp-proxy.ts';
@@ -26,6 +27,7 @@ import { startWorker } from '../test/helpers/worker.ts';
 import { type CheckStats, checkRun, type Violation } from './checker.ts';
 import { type ClientContext, type ReadTarget, runReader, Watcher } from './clients.ts';
 import { type FaultTargets, faultSchedule, inject, type KillableMember } from './faults.ts';
+import { Histories } from './history-faults.ts';
 import {
   type FaultKind,
   type FaultRecord,
@@ -38,12 +40,12 @@ import { Prng } from './prng.ts';
 import { Recorder, rawClient } from './recorder.ts';
 import { relayProcess } from './relay-process.ts';
 import {
-  type Compaction,
   compact,
   Observed,
   runWriter,
   sleep,
   type WriterCounts,
+  WriterGate,
   workloadKeys,
 } from './writers.ts';
 
@@ -51,6 +53,8 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const EXPOSED = '/registry/';
 const BASE = '/registry/rb/';
 const SECRET = 'robustness-replication-secret';
+/** Both tiers self-check this often during a run (their defaults are a minute). */
+const SELF_CHECK_MS = 2_000;
 
 export interface RunOptions {
   seed: number;
@@ -80,6 +84,8 @@ export interface RunSummary {
   scheduled: FaultKind[];
   faults: Record<string, number>;
   stats: CheckStats;
+  /** The tiers' own history checks, read from their status pages at the end of the run. */
+  selfChecks: SelfCheckCounts;
   violations: Violation[];
   /** The file with the seed and the minimal history, when there were violations. */
   artifact?: string;
@@ -106,17 +112,21 @@ export async function runRobustness(options: RunOptions): Promise<RunSummary> {
     let endpoints: readonly string[];
     let members: KillableMember[];
     let leader: (() => Promise<KillableMember>) | undefined;
+    let restorable: RestorableCluster;
     if (setup.cluster) {
       const cluster = await startEtcdCluster(3, { logDir });
       cleanups.push(() => cluster.stop());
       endpoints = cluster.endpoints;
       members = [...cluster.members];
       leader = () => cluster.leader();
+      restorable = cluster;
     } else {
       const etcd = await startEtcd({ logFile: path.join(logDir, 'etcd.log') });
       cleanups.push(() => etcd.stop());
       endpoints = [etcd.endpoint];
       members = [{ name: 'etcd', kill: () => etcd.kill(), restart: () => etcd.restart() }];
+      // startEtcd bootstraps with etcd's default cluster token.
+      restorable = { members: [etcd], initialCluster: `${etcd.name}=${etcd.peerUrl}`, token: 'etcd-cluster' };
     }
     const recorder = new Recorder(endpoints);
     recorder.start();
@@ -137,6 +147,7 @@ export async function runRobustness(options: RunOptions): Promise<RunSummary> {
       prefixes: [EXPOSED],
       secret: SECRET,
       logFile: path.join(logDir, 'relay.log'),
+      extraArgs: ['--self-check-interval-ms', String(SELF_CHECK_MS)],
     });
     cleanups.push(() => relay.close());
     await relay.start();
@@ -147,6 +158,7 @@ export async function runRobustness(options: RunOptions): Promise<RunSummary> {
     ];
     let edgeProxy: TcpProxy | undefined;
     let edge: FaultTargets['edge'];
+    let edgeUrl: string | undefined;
     if (setup.edge) {
       const proxy = await startProxy(relayPort);
       cleanups.push(() => proxy.close());
@@ -155,9 +167,11 @@ export async function runRobustness(options: RunOptions): Promise<RunSummary> {
         relayUrl: `http://127.0.0.1:${proxy.port}`,
         prefixes: [EXPOSED],
         replicationSecret: SECRET,
+        vars: { EDGE_SELF_CHECK_MS: String(SELF_CHECK_MS) },
       });
       cleanups.push(() => worker.stop());
       edge = worker;
+      edgeUrl = worker.url;
       targets.push({
         name: 'edge',
         baseUrl: worker.url,
@@ -172,7 +186,8 @@ export async function runRobustness(options: RunOptions): Promise<RunSummary> {
     const observed = new Observed();
     const reads: ReadRecord[] = [];
     const sessions: WatchSession[] = [];
-    const compactions: Compaction[] = [];
+    const histories = new Histories(recorder);
+    const gate = new WriterGate();
     const faults: FaultRecord[] = [];
     const writes: WriterCounts = { puts: 0, deletes: 0, txns: 0, leasePuts: 0, failed: 0, compactions: 0 };
     const keys = workloadKeys(BASE);
@@ -193,7 +208,9 @@ export async function runRobustness(options: RunOptions): Promise<RunSummary> {
     );
 
     const loops: Promise<void>[] = [];
-    loops.push(runWriter(client, keys, '/outside/k', rng.fork('writer'), observed, writes, () => stopped));
+    loops.push(
+      runWriter(client, keys, '/outside/k', rng.fork('writer'), observed, writes, () => stopped, gate),
+    );
     for (let i = 0; i < (options.readers ?? 3); i++)
       loops.push(runReader(ctx, `reader${i}`, rng.fork(`reader${i}`)));
     for (const w of watchers) loops.push(w.run());
@@ -201,7 +218,8 @@ export async function runRobustness(options: RunOptions): Promise<RunSummary> {
       (async () => {
         for (let i = 0; !stopped && i < 100_000; i++) {
           await sleep(4_000);
-          if (!stopped) await compact(client, recorder, recorder.revision - 30, compactions, writes);
+          if (!stopped)
+            await compact(client, recorder, recorder.revision - 30, histories.compactions, writes);
         }
       })(),
     );
@@ -228,7 +246,19 @@ export async function runRobustness(options: RunOptions): Promise<RunSummary> {
       ...(edge ? { edge } : {}),
       watchers,
       relay: { kill: () => relay.kill(), stop: () => relay.stop(), start: () => relay.start(15_000) },
-      compactNearHead: () => compact(client, recorder, recorder.revision, compactions, writes),
+      compactNearHead: () => compact(client, recorder, recorder.revision, histories.compactions, writes),
+      history: {
+        cluster: restorable,
+        recorder,
+        histories,
+        observed,
+        writers: gate,
+        head: async () =>
+          Number((await client.kv.range({ key: Buffer.from([0]), count_only: true })).header.revision),
+        relay: { stop: () => relay.stop(), start: () => relay.start(15_000) },
+        ...(edge ? { edge } : {}),
+        scratch: logDir,
+      },
     };
     const schedule = faultSchedule(rng.fork('faults'), options.durationMs, kinds);
     const faultRng = rng.fork('inject');
@@ -253,10 +283,13 @@ export async function runRobustness(options: RunOptions): Promise<RunSummary> {
     await recorder.waitFor(head, 15_000);
     if (recorder.problem) log(`recorder problem: ${recorder.problem}`);
 
+    const selfChecks = await selfCheckCounts(relay.url, edgeUrl);
+    const { truth, epochs } = histories.finish(head);
     const record: RunRecord = {
       seed: options.seed,
       prefix: BASE,
-      truth: { revisions: recorder.revisions.filter((r) => r.revision <= head), head, compactions },
+      truth,
+      ...(epochs.length > 0 ? { epochs } : {}),
       reads,
       sessions,
       faults,
@@ -274,6 +307,7 @@ export async function runRobustness(options: RunOptions): Promise<RunSummary> {
       scheduled: [...new Set(schedule.map((f) => f.kind))],
       faults: faultCounts,
       stats,
+      selfChecks,
       violations,
       record,
     };
@@ -358,8 +392,64 @@ export function summaryLine(s: RunSummary): string {
     `ops=${w.puts + w.deletes + w.txns + w.leasePuts} (put ${w.puts}, delete ${w.deletes}, txn ${w.txns}, lease ${w.leasePuts}, failed ${w.failed}, compactions ${w.compactions}); ` +
     `reads=${s.reads} (checked ${s.stats.readsChecked}, tolerated ${s.stats.readsTolerated}; served by ${tiers}); ` +
     `watch sessions=${s.sessions} events=${s.watchEvents} (checked ${s.stats.eventsChecked} live + ${s.stats.initialEventsChecked} initial, ${s.stats.bookmarks} bookmarks, 410s: ${expiries}); ` +
-    `faults: ${faults}; violations=${s.violations.length}`
+    `faults: ${faults}; ${selfCheckLine(s.selfChecks)}; violations=${s.violations.length}`
   );
+}
+
+/** What the tiers report of their history checks (/_relay/status, /_replica/status). */
+export interface SelfCheckCounts {
+  /** The relay process's counts since its last start (it restarts during a run). */
+  readonly relay?: { checks: number; ok: number; mismatches: number; historyChanges: number };
+  readonly edge?: {
+    relayChecks: number;
+    relayMismatches: number;
+    selfChecks: number;
+    selfMismatches: number;
+    repairs: number;
+  };
+}
+
+async function selfCheckCounts(relayUrl: string, edgeUrl: string | undefined): Promise<SelfCheckCounts> {
+  const out: { relay?: SelfCheckCounts['relay']; edge?: SelfCheckCounts['edge'] } = {};
+  try {
+    const body = (await (await fetch(`${relayUrl}/_relay/status`)).json()) as {
+      prefixes?: { prefix: string; history?: NonNullable<SelfCheckCounts['relay']> }[];
+    };
+    const h = body.prefixes?.find((p) => p.prefix === EXPOSED)?.history;
+    if (h)
+      out.relay = { checks: h.checks, ok: h.ok, mismatches: h.mismatches, historyChanges: h.historyChanges };
+  } catch {
+    // the relay is not answering: no counts
+  }
+  if (edgeUrl !== undefined) {
+    try {
+      const body = (await (await fetch(`${edgeUrl}/_replica/status${EXPOSED}`)).json()) as {
+        history?: NonNullable<SelfCheckCounts['edge']>;
+      };
+      const h = body.history;
+      if (h)
+        out.edge = {
+          relayChecks: h.relayChecks,
+          relayMismatches: h.relayMismatches,
+          selfChecks: h.selfChecks,
+          selfMismatches: h.selfMismatches,
+          repairs: h.repairs,
+        };
+    } catch {
+      // the edge is not answering: no counts
+    }
+  }
+  return out;
+}
+
+function selfCheckLine(c: SelfCheckCounts): string {
+  const relay = c.relay
+    ? `relay checks ${c.relay.checks} (ok ${c.relay.ok}, mismatches ${c.relay.mismatches}), history changes ${c.relay.historyChanges}`
+    : 'relay: no status';
+  const edge = c.edge
+    ? `; edge digest comparisons ${c.edge.relayChecks} (mismatches ${c.edge.relayMismatches}), self-checks ${c.edge.selfChecks} (mismatches ${c.edge.selfMismatches}), repairs ${c.edge.repairs}`
+    : '';
+  return `self-checks: ${relay}${edge}`;
 }
 
 /** The relay's history start for `prefix`, or undefined when it cannot say (restarting). */

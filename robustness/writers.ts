@@ -15,9 +15,39 @@ import type { Recorder } from './recorder.ts';
 /** The highest revision any client has seen committed (acknowledged writes, served reads, events). */
 export class Observed {
   revision = 1;
+  /** Observations from requests sent before this time are ignored (they may be of an old history). */
+  #since = 0;
 
-  observe(revision: number): void {
+  /** `sentAt`: when the request that observed `revision` was sent (default: now). */
+  observe(revision: number, sentAt = Date.now()): void {
+    if (sentAt < this.#since) return;
     if (Number.isSafeInteger(revision) && revision > this.revision) this.revision = revision;
+  }
+
+  /**
+   * etcd now holds another history: what was observed in the old one bounds nothing, and
+   * neither does whatever a request sent before `since` observes (a tier may still answer it
+   * from the old history, until it notices).
+   */
+  reset(since: number): void {
+    this.revision = 1;
+    this.#since = since;
+  }
+}
+
+/** Lets a fault stop the writer between operations and wait until none is in flight. */
+export class WriterGate {
+  paused = false;
+  busy = false;
+
+  /** Pauses and resolves once the operation in flight (if any) has finished. */
+  async pause(): Promise<void> {
+    this.paused = true;
+    while (this.busy) await sleep(5);
+  }
+
+  resume(): void {
+    this.paused = false;
   }
 }
 
@@ -55,18 +85,23 @@ export async function runWriter(
   observed: Observed,
   counts: WriterCounts,
   stop: () => boolean,
+  gate: WriterGate = new WriterGate(),
 ): Promise<void> {
   for (let n = 0; !stop() && n < 1_000_000; n++) {
+    while (gate.paused && !stop()) await sleep(10);
+    if (stop()) return;
     const roll = rng.next();
+    const sentAt = Date.now();
+    gate.busy = true;
     try {
       if (roll < 0.55) {
         const key = rng.chance(0.05) ? outside : rng.pick(keys);
         const res = await client.kv.put({ key: bytes(key), value: value(rng, n) });
-        observed.observe(Number(res.header.revision));
+        observed.observe(Number(res.header.revision), sentAt);
         counts.puts++;
       } else if (roll < 0.72) {
         const res = await client.kv.deleteRange({ key: bytes(rng.pick(keys)) });
-        observed.observe(Number(res.header.revision));
+        observed.observe(Number(res.header.revision), sentAt);
         counts.deletes++;
       } else if (roll < 0.92) {
         const chosen = rng.shuffle(keys).slice(0, rng.int(2, 4));
@@ -76,7 +111,7 @@ export async function runWriter(
             : { request_put: { key: bytes(key), value: value(rng, n) } },
         );
         const res = await client.kv.txn({ compare: [], success });
-        observed.observe(Number(res.header.revision));
+        observed.observe(Number(res.header.revision), sentAt);
         counts.txns++;
       } else {
         const lease = await client.leaseClient.leaseGrant({ TTL: rng.int(1, 2) });
@@ -85,13 +120,15 @@ export async function runWriter(
           value: value(rng, n),
           lease: lease.ID,
         });
-        observed.observe(Number(res.header.revision));
+        observed.observe(Number(res.header.revision), sentAt);
         counts.leasePuts++;
       }
     } catch {
       counts.failed++;
+      gate.busy = false;
       await sleep(50);
     }
+    gate.busy = false;
     await sleep(rng.int(2, 12));
   }
 }

@@ -6,16 +6,32 @@
  */
 import { describe, expect, it } from 'vitest';
 import { checkRun } from '../robustness/checker.ts';
-import { FAULT_KINDS, type ModelObject, type RunRecord } from '../robustness/model.ts';
+import { FAULT_KINDS, type FaultKind, type ModelObject, type RunRecord } from '../robustness/model.ts';
 import { type RunSummary, runRobustness, summaryLine } from '../robustness/run.ts';
 
 const SEED = 20_251_127;
-const DURATION_MS = 38_000;
+const DURATION_MS = 32_000;
+/**
+ * Every fault kind but three of the six history changes, to keep the run short (a history change
+ * with the tiers stopped restarts the relay process, ~5 s here): the ones kept cover a wipe with
+ * the tiers stopped (a replica warm-starts on the old history's SQLite) and a restore from a
+ * snapshot with and without --bump-revision --mark-compacted while they run. The long run
+ * (`npm run robustness`) schedules all of them.
+ */
+const SHORT_RUN_FAULTS: readonly FaultKind[] = FAULT_KINDS.filter(
+  (k) => k !== 'etcdWipe' && k !== 'etcdRestoreStopped' && k !== 'etcdRestoreBumpedStopped',
+);
 
 describe('a short robustness run', () => {
   let summary: RunSummary | undefined;
   const run = async () => {
-    summary ??= await runRobustness({ seed: SEED, durationMs: DURATION_MS, edge: true, cluster: true });
+    summary ??= await runRobustness({
+      seed: SEED,
+      durationMs: DURATION_MS,
+      edge: true,
+      cluster: true,
+      faults: SHORT_RUN_FAULTS,
+    });
     return summary;
   };
 
@@ -25,7 +41,12 @@ describe('a short robustness run', () => {
     const s = await run();
     process.stdout.write(`${summaryLine(s)}\n`);
     expect(s.violations.map((v) => `${v.kind}: ${v.message}`)).toEqual([]);
-    expect([...s.scheduled].sort()).toEqual([...FAULT_KINDS].sort());
+    expect([...s.scheduled].sort()).toEqual([...SHORT_RUN_FAULTS].sort());
+    // The tiers' own checks ran and, with no corruption planted, never disagreed with etcd.
+    expect(s.selfChecks.relay?.checks ?? 0).toBeGreaterThan(0);
+    expect(s.selfChecks.relay?.mismatches).toBe(0);
+    expect(s.selfChecks.edge?.relayChecks ?? 0).toBeGreaterThan(0);
+    expect(s.selfChecks.edge?.selfMismatches).toBe(0);
     for (const kind of s.scheduled) expect(s.faults[kind] ?? 0, `fault ${kind} fired`).toBeGreaterThan(0);
     expect(s.stats.readsChecked).toBeGreaterThan(200);
     expect(s.stats.eventsChecked).toBeGreaterThan(200);

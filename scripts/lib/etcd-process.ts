@@ -205,6 +205,9 @@ export async function waitHealthy(endpoint: string, timeoutMs = 15_000): Promise
 /** One member of an `EtcdCluster`; `kill`/`restart` act on this member alone. */
 export interface EtcdMember {
   readonly name: string;
+  /** Its data directory and peer URL (what `etcdutl snapshot restore` needs to rebuild it). */
+  readonly dataDir: string;
+  readonly peerUrl: string;
   /** This member's client URL. */
   readonly endpoint: string;
   readonly clientPort: number;
@@ -228,6 +231,9 @@ export interface EtcdCluster {
   readonly members: readonly EtcdMember[];
   /** Every member's client URL, in member order (what a client is given). */
   readonly endpoints: readonly string[];
+  /** `--initial-cluster` and `--initial-cluster-token` as the members were started with. */
+  readonly initialCluster: string;
+  readonly token: string;
   /**
    * The member that is leader now: a running member whose own status names itself leader. Asks
    * each running member's `/v3/maintenance/status` (etcd's gRPC gateway), retrying while an
@@ -266,6 +272,8 @@ export async function startEtcdCluster(n = 3, options: { logDir?: string } = {})
   return {
     members,
     endpoints: members.map((m) => m.endpoint),
+    initialCluster,
+    token,
     async leader(timeoutMs = 15_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
@@ -312,6 +320,8 @@ function clusterMember(
     });
   return {
     name,
+    dataDir,
+    peerUrl: peer,
     endpoint,
     clientPort,
     get pid() {
