@@ -188,6 +188,14 @@ export async function benchKeepUp(ctx: SectionContext): Promise<SectionResult> {
       met: (out.distributions['lag at relay']?.p99 ?? Number.POSITIVE_INFINITY) < 100,
     });
     out.figure({
+      name: 'replicas cut by the relay as silent, and edge watchers cut, during the max-rate run',
+      value: relay.logs.get('replica silent, cutting it') ?? 0,
+      unit: 'replicas',
+      target: '0 and 0',
+      met: (relay.logs.get('replica silent, cutting it') ?? 0) === 0 && errors === 0,
+      note: `${errors} watch ERROR events`,
+    });
+    out.figure({
       name: 'time for every probe to reach the last write after the writers stop',
       value: round(catchUpMs, 1),
       unit: 'ms',
