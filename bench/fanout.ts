@@ -51,6 +51,7 @@ const MAX_WRITERS = 64;
 const PACED_RATE = 100;
 const PROBES = 4;
 const CATCH_UP_TIMEOUT_MS = 15_000;
+const OPEN_TIMEOUT_MS = 60_000;
 
 /** One way to reach the edge: its URL, the headers that pick the replica, its workerd pids. */
 interface Front {
@@ -327,7 +328,17 @@ async function runStage(o: {
     }
   }
   try {
-    await Promise.all(all.map((w) => w.opened));
+    // A watch that never gets its headers (seen through `wrangler dev` with 1,000 at once) must
+    // not hang the run: it counts as short and the stage goes on.
+    const opened = Promise.allSettled(all.map((w) => w.opened));
+    const notOpened = await Promise.race([
+      opened.then((r) => r.filter((x) => x.status === 'rejected').length),
+      new Promise<number>((r) => setTimeout(() => r(-1), OPEN_TIMEOUT_MS)),
+    ]);
+    if (notOpened !== 0)
+      progress(
+        `    ${notOpened < 0 ? 'some watches did not open in time' : `${notOpened} watches failed to open`}`,
+      );
     const silent0 = o.relay.logs.get('replica silent, cutting it') ?? 0;
     const pids = { etcd: [o.etcdPid], relay: [o.relay.pid], workerd: o.front.workerdPids() };
     let session: ProfileSession | undefined;
