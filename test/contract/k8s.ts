@@ -371,6 +371,35 @@ export function k8sContract(target: TargetRef): void {
       }
     });
 
+    it('answer malformed Kubernetes requests with a Status and the right code, never a 5xx', async () => {
+      const t = target();
+      const cases: [string, number][] = [
+        ['/api/v1/namespaces/default/configmaps?resourceVersion=abc', 400],
+        ['/api/v1/namespaces/default/configmaps?limit=-1', 400],
+        ['/api/v1/namespaces/default/configmaps?continue=garbage', 400],
+        ['/api/v1/namespaces/default/configmaps?resourceVersionMatch=Sometimes&resourceVersion=1', 400],
+        ['/api/v1/namespaces/default/configmaps?labelSelector=a%3D%3D%3Db', 400],
+        ['/api/v1/namespaces/default/configmaps?labelSelector=a&labelSelector=b', 400],
+        ['/api/v1/namespaces/default/configmaps?fieldSelector=metadata.uid%3Dx', 400],
+        ['/api/v1/namespaces/default/configmaps?watch=maybe', 400],
+        ['/api/v1/namespaces/%E0%A4%A/configmaps', 400],
+        ['/api/v1/namespaces/a%2Fb/configmaps', 400],
+        ['/api/v1/namespaces/default/configmaps/a/status', 404],
+        ['/api/v1/namespaces/default/configmaps/a/b/c', 404],
+        ['/api/v2/configmaps', 404],
+        ['/apis/unknown.example.com/v1/things', 404],
+        ['/apis/', 200],
+        ['/api/v1/namespaces/default/nosuchresources', 404],
+        ['/api/v1/configmaps/has-no-namespace', 404],
+      ];
+      for (const [path, code] of cases) {
+        const res = await fetch(`${t.baseUrl}${path}`);
+        const text = await res.text();
+        expect(res.status, `${path}: ${text}`).toBe(code);
+        if (code !== 200) expect(JSON.parse(text), path).toMatchObject({ kind: 'Status', code });
+      }
+    });
+
     it('end a watch from a revision no tier holds with ERROR 410 Expired', async () => {
       const t = target();
       const watch = await openWatch(
