@@ -30,8 +30,11 @@ export class ListBodies {
   readonly #entries = new Map<string, Entry>();
   #bytes = 0;
 
-  /** The body for `key` read from `snapshot`, building (and maybe keeping) it on a miss. */
-  get(snapshot: KeyReader, key: string, items: number, build: () => string): Uint8Array {
+  /**
+   * The body for `key` read from `snapshot`, building (and maybe keeping) it on a miss. `build`
+   * may return the bytes already encoded (the Kubernetes front end joins per-object bytes).
+   */
+  get(snapshot: KeyReader, key: string, items: number, build: () => string | Uint8Array): Uint8Array {
     const cacheKey = `${snapshot.revision}\u0000${key}`;
     const hit = this.#entries.get(cacheKey);
     if (hit !== undefined && hit.snapshot.deref() === snapshot) {
@@ -39,7 +42,8 @@ export class ListBodies {
       this.#entries.set(cacheKey, hit);
       return hit.body;
     }
-    const body = new TextEncoder().encode(build());
+    const built = build();
+    const body = typeof built === 'string' ? new TextEncoder().encode(built) : built;
     if (items < MIN_ITEMS || body.byteLength > MAX_BYTES / 2) return body;
     if (hit !== undefined) this.#remove(cacheKey, hit);
     this.#entries.set(cacheKey, { snapshot: new WeakRef(snapshot), body });

@@ -17,14 +17,13 @@ import {
   viewOf,
 } from './objects.ts';
 import type { K8sRead } from './request.ts';
-import { keyIdentity, type ResourceInfo } from './resources.ts';
+import { isObjectKey, type ResourceInfo } from './resources.ts';
 
 const encoder = new TextEncoder();
 
 /** The view of `kv` if it is an object of `resource` (right depth, servable value). */
 export function resourceView(kv: KvObject, resource: ResourceInfo): K8sView | undefined {
-  if (keyIdentity(kv.key, resource) === undefined) return undefined;
-  return viewOf(kv);
+  return isObjectKey(kv.key, resource) ? viewOf(kv) : undefined;
 }
 
 // ---- get ------------------------------------------------------------------------------------
@@ -79,7 +78,7 @@ export function selectPage(
   const leftOut: LeftOutCounts = {};
   const views: K8sView[] = [];
   for (const kv of items) {
-    if (keyIdentity(kv.key, resource) === undefined) continue;
+    if (!isObjectKey(kv.key, resource)) continue;
     const view = viewOf(kv);
     if (view === undefined) {
       const reason = leftOutReason(kv);

@@ -115,6 +115,8 @@ export interface K8sRead {
   readonly selector: Selector;
   /** `Accept` asked for a `meta.k8s.io` Table. */
   readonly table: boolean;
+  /** What besides the page decides a list body (apiVersion, selectors): kept bodies are keyed by it. */
+  readonly bodyKey: string;
 }
 
 export interface K8sParseOptions extends ParseOptions {
@@ -163,6 +165,15 @@ export function parseK8sRead(
         ? parseSelector(single(query, 'labelSelector'), joinFields(single(query, 'fieldSelector'), name))
         : selector,
     table: wantsTable(accept),
+    bodyKey: [
+      route.group,
+      route.version,
+      single(query, 'labelSelector'),
+      single(query, 'fieldSelector'),
+      name,
+    ]
+      .map((part) => part ?? '')
+      .join('\u0000'),
   };
 }
 

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { configMap, stored, storeOf } from './fixtures.ts';
 import {
   deriveResources,
+  isObjectKey,
   parseExplicitResources,
   parseResourceFlag,
   resolveResource,
@@ -205,5 +206,35 @@ describe('resources given as flags', () => {
   it('refuse what they cannot read', () => {
     expect(() => parseResourceFlag('widgets')).toThrow(/expected \[group\/\]version\/resource/);
     expect(() => parseResourceFlag('v1/widgets,sideways')).toThrow(/unknown option/);
+  });
+});
+
+describe('object keys', () => {
+  const cm = { keyPrefix: '/registry/configmaps/', namespaced: true } as const;
+  const ns = { keyPrefix: '/registry/namespaces/', namespaced: false } as const;
+  const resource = (r: { keyPrefix: string; namespaced: boolean }) => ({
+    group: '',
+    versions: ['v1'],
+    resource: 'x',
+    kind: 'X',
+    singular: 'x',
+    shortNames: [],
+    ...r,
+  });
+
+  it('are <prefix><ns>/<name> for namespaced resources and <prefix><name> for cluster ones', () => {
+    expect(isObjectKey('/registry/configmaps/default/a', resource(cm))).toBe(true);
+    for (const key of [
+      '/registry/configmaps/default',
+      '/registry/configmaps/default/',
+      '/registry/configmaps//a',
+      '/registry/configmaps/a/b/c',
+      '/registry/configmapsx/a/b',
+    ]) {
+      expect(isObjectKey(key, resource(cm)), key).toBe(false);
+    }
+    expect(isObjectKey('/registry/namespaces/default', resource(ns))).toBe(true);
+    expect(isObjectKey('/registry/namespaces/default/x', resource(ns))).toBe(false);
+    expect(isObjectKey('/registry/namespaces/', resource(ns))).toBe(false);
   });
 });

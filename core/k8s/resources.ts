@@ -143,21 +143,15 @@ function pastPrefix(prefix: string): string {
 }
 
 /**
- * The name and namespace a key gives an object of `info` (`undefined` when the key is not at the
- * resource's depth: such keys are left out of the resource).
+ * Whether `key` is at the depth of an object of `info` (`<prefix><name>`, or `<prefix><ns>/<name>`
+ * when namespaced), checked without allocating: lists run it once per key.
  */
-export function keyIdentity(
-  key: string,
-  info: ResourceInfo,
-): { namespace?: string; name: string } | undefined {
-  if (!key.startsWith(info.keyPrefix)) return undefined;
-  const parts = key.slice(info.keyPrefix.length).split('/');
-  if (info.namespaced) {
-    const [namespace = '', name = ''] = parts;
-    return parts.length === 2 && namespace !== '' && name !== '' ? { namespace, name } : undefined;
-  }
-  const [name = ''] = parts;
-  return parts.length === 1 && name !== '' ? { name } : undefined;
+export function isObjectKey(key: string, info: ResourceInfo): boolean {
+  const start = info.keyPrefix.length;
+  if (key.length <= start || !key.startsWith(info.keyPrefix)) return false;
+  const slash = key.indexOf('/', start);
+  if (!info.namespaced) return slash < 0;
+  return slash > start && slash < key.length - 1 && key.indexOf('/', slash + 1) < 0;
 }
 
 /** Derives the table from a snapshot (see the module comment), then applies `explicit`. */

@@ -16,6 +16,7 @@
  */
 import { ApiError, Forbidden, NotFound, TooManyRequests } from '../errors.ts';
 import type { ReadShape, ServedBy, ServeInfo } from '../format.ts';
+import { ListBodies } from '../list-bodies.ts';
 import { type ReadTier, serveParsed } from '../read-api.ts';
 import { exposedPrefixFor } from '../request.ts';
 import type { KeyReader } from '../store.ts';
@@ -195,6 +196,9 @@ export function k8sErrorResponse(error: unknown, servedBy: ServedBy): Response {
   return new Response(JSON.stringify(status), { status: status.code, headers });
 }
 
+/** Kubernetes list bodies, kept apart from the kv API's (core/list-bodies.ts bounds each). */
+const keptBodies = new ListBodies();
+
 /** How the read path writes a Kubernetes read: objects, lists, Tables, events and Status. */
 function k8sShape(read: K8sRead, tier: ReadTier): ReadShape {
   const line = (type: K8sEventType, view: K8sView): Uint8Array =>
@@ -212,9 +216,19 @@ function k8sShape(read: K8sRead, tier: ReadTier): ReadShape {
     },
     list: (page, info) => {
       const selected = selectPage(page.items, read, page.continueToken, page.remaining);
+      const build = () => listBody(selected, read, page.revision);
+      // A list read again from the same snapshot (clients relisting a quiet resource) is sent
+      // from the bytes built the first time; Tables carry ages, so they are built each time.
       const body = read.table
         ? tableBody(selected.views, page.revision, tier.clock.now(), selected)
-        : listBody(selected, read, page.revision);
+        : page.reuse === undefined
+          ? build()
+          : keptBodies.get(
+              page.reuse.snapshot,
+              `${page.reuse.shape}\u0000${read.bodyKey}`,
+              page.items.length,
+              build,
+            );
       const headers = headersOf(info, read.table ? TABLE_CONTENT_TYPE : 'application/json');
       const leftOut = formatLeftOut(selected.leftOut);
       if (leftOut !== '') headers.set('X-Edgewatch-Left-Out', leftOut);
