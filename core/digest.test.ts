@@ -4,6 +4,7 @@ import { ManualClock } from '../test/helpers/manual-clock.ts';
 import {
   addEntry,
   DigestTimeline,
+  digestInSlices,
   digestOf,
   EMPTY_DIGEST,
   entryHash,
@@ -221,5 +222,22 @@ describe('a relist onto a revision the cache held', () => {
     expect(closed).toEqual([]);
     cache.replace(5, [obj('/a', 'other', 4)]);
     expect(closed[0]).toBeInstanceOf(HistoryChanged);
+  });
+});
+
+describe('digestInSlices', () => {
+  it('is the digest of the whole snapshot, pausing between slices', async () => {
+    const cache = new WatchCache({ clock: new ManualClock() });
+    const objects = Array.from({ length: 25 }, (_, i) =>
+      obj(`/k/${String(i).padStart(2, '0')}`, `v${i}`, i + 2),
+    );
+    cache.replace(30, objects);
+    let pauses = 0;
+    const digest = await digestInSlices(cache.snapshot(), async () => void pauses++, 10);
+    expect(digest).toBe(digestOf(objects));
+    expect(pauses).toBe(2);
+    expect(
+      await digestInSlices(new WatchCache({ clock: new ManualClock() }).snapshot(), async () => {}),
+    ).toBe(EMPTY_DIGEST);
   });
 });

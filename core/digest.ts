@@ -19,6 +19,8 @@
  */
 import { sha256 } from '@noble/hashes/sha2.js';
 import { utf8ToBytes } from '@noble/hashes/utils.js';
+import { keyAfter } from './keys.ts';
+import type { KeyReader } from './store.ts';
 import type { KvObject, Revision } from './types.ts';
 
 /** A digest: an unsigned 64-bit integer. */
@@ -59,6 +61,28 @@ export function digestOf(objects: Iterable<KvObject>): Digest {
   let digest = EMPTY_DIGEST;
   for (const object of objects) digest = (digest + entryHash(object)) & MASK;
   return digest;
+}
+
+/**
+ * The digest of everything `reader` (an immutable snapshot) holds, `slice` objects at a time with
+ * `pause()` awaited between slices, so that hashing a large state (a self-check) never holds the
+ * thread for long: other work runs between the slices, and the snapshot does not change meanwhile.
+ */
+export async function digestInSlices(
+  reader: KeyReader,
+  pause: () => Promise<void>,
+  slice = 2_000,
+): Promise<Digest> {
+  let digest = EMPTY_DIGEST;
+  let startKey: string | undefined;
+  for (;;) {
+    const page = reader.list('', { ...(startKey !== undefined ? { startKey } : {}), limit: slice });
+    for (const object of page.items) digest = (digest + entryHash(object)) & MASK;
+    const last = page.items.at(-1);
+    if (last === undefined || page.remaining === 0) return digest;
+    startKey = keyAfter(last.key);
+    await pause();
+  }
 }
 
 /** The wire form: 16 lowercase hex digits. */

@@ -25,7 +25,7 @@
  *                                        └─etcd unreachable: failed ─► idle
  */
 import type { Etcd3 } from 'etcd3';
-import { type Digest, formatDigest } from '../core/digest.ts';
+import { type Digest, digestInSlices, formatDigest } from '../core/digest.ts';
 import { Expired } from '../core/errors.ts';
 import type { Cancel, Clock, Revision } from '../core/types.ts';
 import type { WatchCache } from '../core/watch-cache.ts';
@@ -200,11 +200,13 @@ export class HistoryGuard {
     const { cache, clock } = this.#o;
     const startedAt = clock.now();
     if (!cache.ready) return this.#record('skipped', 'the cache is not loaded', startedAt);
-    // Taken in one synchronous step: all three describe the state at `revision`.
+    // Taken in one synchronous step: both describe the state at `revision`; the snapshot is then
+    // hashed a slice at a time, so a large prefix never holds the event loop for long.
     const revision = cache.revision;
     const incremental = cache.digest;
-    const stored = cache.recomputeDigest();
+    const snapshot = cache.snapshot();
     const lists = this.#o.lists();
+    const stored = await digestInSlices(snapshot, () => new Promise((r) => clock.setTimeout(r, 0)));
     let etcd: Awaited<ReturnType<typeof etcdDigestAt>>;
     try {
       etcd = await etcdDigestAt(this.#o.client, this.#o.prefix, revision, this.#o.pageSize);

@@ -21,7 +21,7 @@
  *           │                                               ▲                                 │
  *           └────────newHistory / mismatch──────────────────┼──────────► empty ──snapshot─────┘
  */
-import { formatDigest, parseDigest } from '../core/digest.ts';
+import { digestInSlices, formatDigest, parseDigest } from '../core/digest.ts';
 import { HistoryChanged } from '../core/errors.ts';
 import type { Cancel, Clock, Revision } from '../core/types.ts';
 import type { WatchCache } from '../core/watch-cache.ts';
@@ -133,19 +133,28 @@ export class ReplicaHistory {
     for (const waiter of [...this.#waiters]) waiter();
   }
 
-  /** Runs one self-check now (the timer's job; tests wait on its result in the status). */
-  checkNow(): void {
+  /**
+   * Runs one self-check now (the timer's job; tests wait on its result in the status). The
+   * snapshot at revision R is hashed a slice at a time, yielding the Durable Object's thread
+   * between slices; the result is compared with the digest the cache had at R.
+   */
+  async checkNow(): Promise<void> {
     const cache = this.#o.cache;
     if (!cache.ready) return;
+    const snapshot = cache.snapshot();
+    const revision = snapshot.revision;
+    const expected = cache.digest;
+    const stored = await digestInSlices(snapshot, () => new Promise((r) => this.#o.clock.setTimeout(r, 0)));
+    // The state was dropped or replaced meanwhile: this check says nothing about the new one.
+    if (!cache.ready || cache.digestAt(revision) !== expected) return;
     this.#s.selfChecks++;
-    const stored = cache.recomputeDigest();
-    if (stored === cache.digest) {
-      this.#good(cache.revision);
+    if (stored === expected) {
+      this.#good(revision);
       return;
     }
     this.#s.selfMismatches++;
     this.#drop(
-      `self-check: the replica's objects (digest ${formatDigest(stored)}) differ from its digest ${formatDigest(cache.digest)} at revision ${cache.revision}`,
+      `self-check: the replica's objects (digest ${formatDigest(stored)}) differ from its digest ${formatDigest(expected)} at revision ${revision}`,
       true,
     );
   }
@@ -156,8 +165,9 @@ export class ReplicaHistory {
     const tick = () => {
       this.#timer = undefined;
       if (!active()) return;
-      this.checkNow();
-      this.arm(active);
+      this.checkNow()
+        .catch((error: unknown) => this.#o.log('self-check failed', { error: String(error) }))
+        .finally(() => this.arm(active));
     };
     this.#timer = this.#o.clock.setTimeout(tick, this.#o.intervalMs * (0.5 + this.#random()));
   }
