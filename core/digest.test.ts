@@ -12,7 +12,7 @@ import {
   parseDigest,
   removeEntry,
 } from './digest.ts';
-import { Expired, HistoryChanged } from './errors.ts';
+import { Expired, HistoryChanged, toStatus } from './errors.ts';
 import { deletedObject, makeObject } from './object.ts';
 import type { ChangeEvent, KvObject, RevisionBatch } from './types.ts';
 import { WatchCache } from './watch-cache.ts';
@@ -239,5 +239,16 @@ describe('digestInSlices', () => {
     expect(
       await digestInSlices(new WatchCache({ clock: new ManualClock() }).snapshot(), async () => {}),
     ).toBe(EMPTY_DIGEST);
+  });
+});
+
+describe('the Status of a history change', () => {
+  it('is a 410 Expired with the cause HistoryChanged, so that clients relist the most recent state', () => {
+    expect(toStatus(new HistoryChanged('etcd was restored'))).toMatchObject({
+      code: 410,
+      reason: 'Expired',
+      details: { causes: [{ reason: 'HistoryChanged', message: 'etcd was restored' }] },
+    });
+    expect(toStatus(new Expired('too old')).details).toBeUndefined();
   });
 });

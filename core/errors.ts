@@ -145,6 +145,10 @@ export function toStatus(error: unknown): Status {
         causes: [{ reason: 'ResourceVersionTooLarge', message: 'Too large resource version' }],
         retryAfterSeconds: 1,
       };
+    } else if (error instanceof HistoryChanged) {
+      // Clients tell it from an ordinary expiry: their state belongs to no history etcd has, so
+      // they relist the most recent state whatever their revision (client/informer.ts).
+      status.details = { causes: [{ reason: 'HistoryChanged', message: error.message }] };
     } else if (error.retryAfterSeconds !== undefined) {
       status.details = { retryAfterSeconds: error.retryAfterSeconds };
     }
