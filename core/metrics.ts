@@ -171,6 +171,11 @@ export const M = {
     'HTTP responses, by who served them (edge, relay, etcd), route (get, list, watch, k8s, write, status, metrics, other) and code.',
     ['served_by', 'route', 'code'],
   ),
+  k8sLeftOut: counter(
+    'edgewatch_k8s_left_out_total',
+    'Stored values a Kubernetes list left out whole because they are not JSON Kubernetes objects, counted per list served, by reason (protobuf, encrypted, notJson, notAnObject).',
+    ['reason'],
+  ),
   ready: gauge('edgewatch_ready', '1 while the tier answers ready at its readiness endpoint, else 0.', []),
 } as const;
 

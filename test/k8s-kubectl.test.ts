@@ -1,7 +1,8 @@
 /**
  * kubectl, unchanged, against the edge (the Worker in workerd) and the relay, over one stack: a
  * real etcd holding JSON objects at the Kubernetes layout. Every case runs at both tiers. There is
- * no fallback when kubectl is missing: `beforeAll` fails and so does every test.
+ * no fallback when kubectl is missing: `beforeAll` fails and so does every test. The same stack
+ * also shows that values which are not JSON objects are left out of lists and counted.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -11,6 +12,7 @@ import {
   WIDGET_CRD,
   widgetObject,
 } from '../scripts/lib/k8s-demo.ts';
+import { parseExposition } from './helpers/prometheus.ts';
 import { type Stack, startStack } from './helpers/stack.ts';
 import { kubectlFor, requireKubectl } from './k8s/kubectl.ts';
 
@@ -150,3 +152,50 @@ for (const tier of ['edge', 'relay'] as const) {
     });
   });
 }
+
+describe('values that are not JSON Kubernetes objects', () => {
+  it('are left out of lists and counted in edgewatch_k8s_left_out_total at both tiers', async () => {
+    const s = current();
+    const edge = s.worker?.url;
+    if (edge === undefined) throw new Error('no worker');
+    await s.client
+      .put('/registry/configmaps/raw/proto')
+      .value(Buffer.from([0x6b, 0x38, 0x73, 0x00, 0x0a, 0x02, 0xff]));
+    const revision = Number(
+      (await s.client.put('/registry/configmaps/raw/sealed').value('k8s:enc:kms:v2:x').exec()).header
+        .revision,
+    );
+    const scrape = async (url: string) => parseExposition(await (await fetch(url)).text());
+    // The replica serves rv=0 itself once it holds the writes (a forwarded read would count at the relay).
+    await expect
+      .poll(
+        async () =>
+          ((await (await fetch(`${edge}/_replica/status/registry/`)).json()) as { revision: number })
+            .revision,
+        {
+          timeout: 10_000,
+        },
+      )
+      .toBeGreaterThanOrEqual(revision);
+    for (const [tier, base, metrics] of [
+      ['relay', s.relay.url, `${s.relay.url}/metrics`],
+      ['edge', edge, `${edge}/_replica/metrics/registry/`],
+    ] as const) {
+      const before = await scrape(metrics);
+      const res = await fetch(
+        `${base}/api/v1/namespaces/raw/configmaps?resourceVersion=${tier === 'edge' ? 0 : revision}`,
+      );
+      expect(res.headers.get('x-served-by')).toBe(tier);
+      expect(((await res.json()) as { items: unknown[] }).items).toEqual([]);
+      expect(res.headers.get('x-edgewatch-left-out')).toBe('protobuf=1,encrypted=1');
+      const after = await scrape(metrics);
+      for (const reason of ['protobuf', 'encrypted']) {
+        const name = 'edgewatch_k8s_left_out_total';
+        expect(
+          after.valueOr0(name, { reason }) - before.valueOr0(name, { reason }),
+          `${metrics} ${reason}`,
+        ).toBe(1);
+      }
+    }
+  });
+});

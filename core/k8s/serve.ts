@@ -17,6 +17,7 @@
 import { ApiError, Forbidden, NotFound, TooManyRequests } from '../errors.ts';
 import type { ReadShape, ServedBy, ServeInfo } from '../format.ts';
 import { ListBodies } from '../list-bodies.ts';
+import { M } from '../metrics.ts';
 import { type ReadTier, serveParsed } from '../read-api.ts';
 import { exposedPrefixFor } from '../request.ts';
 import type { KeyReader } from '../store.ts';
@@ -231,7 +232,11 @@ function k8sShape(read: K8sRead, tier: ReadTier): ReadShape {
             );
       const headers = headersOf(info, read.table ? TABLE_CONTENT_TYPE : 'application/json');
       const leftOut = formatLeftOut(selected.leftOut);
-      if (leftOut !== '') headers.set('X-Edgewatch-Left-Out', leftOut);
+      if (leftOut !== '') {
+        headers.set('X-Edgewatch-Left-Out', leftOut);
+        for (const [reason, n] of Object.entries(selected.leftOut))
+          tier.metrics?.count(M.k8sLeftOut, { reason }, n);
+      }
       return new Response(body, { status: 200, headers });
     },
     watchFraming: () => 'ndjson',
