@@ -77,7 +77,8 @@ export function createEtcdClient(options: EtcdClientOptions): Etcd3 {
       'grpc.keepalive_timeout_ms': keepaliveTimeoutMs,
     },
     // No retry (writes are not idempotent) and no circuit breaker (it would outlive a restart);
-    // the global "policy" only scrubs secrets from errors.
+    // the global "policy" only scrubs secrets from errors. etcd3 takes cockatiel policies here
+    // (its own dependency), which is why cockatiel is ours too: our retries are core/backoff.ts.
     faultHandling: { global: new SecretGuard(options), host: () => new NoopPolicy() },
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
   };
