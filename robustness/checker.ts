@@ -28,10 +28,15 @@
  *   sample is more permissive); a relay restart was in progress. Targets that cannot report
  *   their window get the benefit of the doubt, counted as `unverified`.
  *
+ * Informers (the `edgewatch/client` informer, robustness/informer-check.ts): at every revision an
+ * informer claims its store is exact, the store equals etcd's state under its prefix there; its
+ * handlers never repeat a change, and its claims never go back.
+ *
  * A trailing revision of a session that did not end cleanly may be cut short by the connection;
  * it is checked only as far as it got. `resumePoint` is the rule the clients follow to resume, so
  * a resume never depends on a revision that might have been cut.
  */
+import { checkInformers, checkInformersAcrossHistories } from './informer-check.ts';
 import {
   type FaultRecord,
   HISTORY_FAULT_KINDS,
@@ -60,6 +65,8 @@ export type ViolationKind =
   | 'watch-wrong-event'
   | 'txn-split'
   | 'bad-bookmark'
+  /** An informer's store, at a revision it claimed to be exact, differed from etcd's state there. */
+  | 'informer-state'
   | 'harness';
 
 export interface Violation {
@@ -81,6 +88,9 @@ export interface CheckStats {
   bookmarks: number;
   /** ERROR 410 events by accepted cause. */
   expiries: Record<string, number>;
+  /** Informers (robustness/informer-check.ts): syncs compared with etcd's state, handler calls replayed. */
+  informerSyncs: number;
+  informerChanges: number;
 }
 
 export interface CheckResult {
@@ -109,6 +119,8 @@ export function checkRun(run: RunRecord): CheckResult {
     initialEventsChecked: 0,
     bookmarks: 0,
     expiries: {},
+    informerSyncs: 0,
+    informerChanges: 0,
   };
   const epochs = run.epochs ?? [];
   const histories = [
@@ -124,6 +136,13 @@ export function checkRun(run: RunRecord): CheckResult {
         refs: [],
       });
   }
+  const informers =
+    histories.length === 1
+      ? checkInformers((histories[0] as { truth: Truth }).truth, run.informers ?? [])
+      : checkInformersAcrossHistories(histories, run.informers ?? [], HISTORY_GRACE_MS);
+  violations.push(...informers.violations);
+  stats.informerSyncs = informers.stats.syncsChecked;
+  stats.informerChanges = informers.stats.changes;
   if (histories.length === 1) {
     const truth = histories[0]?.truth as Truth;
     checkReads(truth, run.reads, violations, stats);
@@ -211,6 +230,8 @@ function emptyStats(): CheckStats {
     initialEventsChecked: 0,
     bookmarks: 0,
     expiries: {},
+    informerSyncs: 0,
+    informerChanges: 0,
   };
 }
 

@@ -5,6 +5,7 @@
  * `resumePoint` rule and relisting after a 410. Everything they send and get is recorded for
  * robustness/checker.ts; nothing is judged here.
  */
+import { ndjsonChunks } from '../client/ndjson.ts';
 import { resumePoint } from './checker.ts';
 import type {
   ModelObject,
@@ -344,26 +345,16 @@ export class Watcher {
         await res.text().catch(() => '');
       } else {
         end = 'broken';
-        const reader = res.body.getReader();
-        const decoder = new TextDecoder();
-        let buffer = '';
-        for (let chunks = 0; chunks < 10_000_000; chunks++) {
+        // The client's NDJSON reader, raw: every event as it came off the wire, ERRORs included.
+        // It ends when the body ends (clean) or the session is aborted, and throws when it breaks.
+        for await (const chunk of ndjsonChunks(res.body, abort.signal, `watch ${this.name}`)) {
           const wait = this.stallUntil - Date.now();
           if (wait > 0) {
             slow = true;
             await sleep(Math.min(wait, 10_000));
           }
-          const { done, value } = await reader.read();
-          if (done) {
-            end = 'clean';
-            break;
-          }
-          buffer += decoder.decode(value, { stream: true });
-          const lines = buffer.split('\n');
-          buffer = lines.pop() ?? '';
-          for (const line of lines) {
-            if (line.trim() === '') continue;
-            const event = JSON.parse(line) as WireEvent;
+          for (const value of chunk) {
+            const event = value as WireEvent;
             events.push(event);
             if (event.type === 'ERROR') windowStart = await target.windowStart?.(ctx.exposed, servedBy);
             else if (event.type === 'BOOKMARK')
@@ -374,6 +365,14 @@ export class Watcher {
             }
           }
         }
+        // The reader returns quietly when the session was aborted; only a server's end is clean.
+        end = !abort.signal.aborted
+          ? 'clean'
+          : clientClosed
+            ? 'clientClosed'
+            : ctx.stopped()
+              ? 'running'
+              : 'broken';
       }
     } catch {
       if (status !== 0) end = clientClosed ? 'clientClosed' : ctx.stopped() ? 'running' : 'broken';

@@ -79,7 +79,7 @@ describe('checkInformers', () => {
   it('finds a store that missed half of a transaction', () => {
     const { obj } = history();
     const entries = goodEntries(obj).filter((e) => !(e.op === 'add' && e.object.key === '/w/c'));
-    expect(kinds(entries)).toEqual(['wrong-state']);
+    expect(kinds(entries)).toEqual(['informer-state']);
   });
 
   it('finds a repeated event, a sync that goes back and one beyond the head', () => {
@@ -98,7 +98,7 @@ describe('checkInformers', () => {
     const early = goodEntries(obj);
     const sync6 = early.findIndex((e) => e.op === 'sync' && e.revision === 6);
     early.splice(sync6 - 1, 2, { op: 'sync', revision: 6 }, early[sync6 - 1] as InformerEntry);
-    expect(kinds(early)).toEqual(['wrong-state', 'watch-wrong-event']);
+    expect(kinds(early)).toEqual(['informer-state', 'watch-wrong-event']);
     expect(kinds([{ op: 'update', object: obj(3, '/w/a') }])).toEqual(['watch-wrong-event']);
     expect(kinds([{ op: 'delete', object: obj(3, '/w/a') }])).toEqual(['watch-wrong-event']);
   });

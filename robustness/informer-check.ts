@@ -6,37 +6,25 @@
  * every `sync(R)` (the store claims to be exactly etcd's state under its prefix at R), and now
  * and then a copy of the store itself. Replaying the handler calls rebuilds the store; then:
  *
- * - at each sync R, the rebuilt store equals etcd's state under the prefix at R (`wrong-state`);
+ * - at each sync R, the rebuilt store equals etcd's state under the prefix at R (`informer-state`);
  * - syncs never go back (`backwards`) and never claim a revision etcd did not reach
  *   (`future-revision`);
  * - each handler call fits what the store held: an add for a key it did not hold, an update or
  *   delete for one it did, an update moving the key's modRevision forward (a repeated event
  *   would not), a delete not older than what it deletes (`watch-duplicate`, `watch-wrong-event`);
  * - each copy of the store equals the rebuilt one: the handlers told the whole story
- *   (`wrong-state`).
+ *   (`informer-state`).
  *
  * Linear in the history and the record: etcd's state is advanced revision by revision as the
  * syncs move, and only keys changed since the last sync are compared.
  */
-import { type ModelObject, objectText, type Truth } from './model.ts';
+import type { InformerRecord, ModelObject, Truth } from './model.ts';
+import { compareKeys, objectText } from './model.ts';
 
-/** One thing an informer's handlers saw, or a claim it made. */
-export type InformerEntry =
-  | { readonly op: 'add' | 'update' | 'delete'; readonly object: ModelObject }
-  /** The store is exactly etcd's state under the prefix at `revision`. */
-  | { readonly op: 'sync'; readonly revision: number }
-  /** A copy of the store (at the informer's `revision`, possibly mid-revision). */
-  | { readonly op: 'snapshot'; readonly revision: number; readonly objects: readonly ModelObject[] };
-
-export interface InformerRecord {
-  readonly name: string;
-  readonly target: string;
-  readonly prefix: string;
-  readonly entries: readonly InformerEntry[];
-}
+export type { InformerEntry, InformerRecord } from './model.ts';
 
 export type InformerViolationKind =
-  | 'wrong-state'
+  | 'informer-state'
   | 'backwards'
   | 'future-revision'
   | 'watch-duplicate'
@@ -93,6 +81,7 @@ function checkOne(
   let lastSync = 0;
 
   for (const entry of record.entries) {
+    if (entry.op === 'list') continue;
     if (entry.op === 'sync') {
       const R = entry.revision;
       if (R < lastSync) {
@@ -118,7 +107,7 @@ function checkOne(
         const mine = held.get(key);
         const theirs = etcd.get(key);
         if (objectText(mine) === objectText(theirs)) continue;
-        fail('wrong-state', `at ${R} the store held ${objectText(mine)}, etcd ${objectText(theirs)}`);
+        fail('informer-state', `at ${R} the store held ${objectText(mine)}, etcd ${objectText(theirs)}`);
         // Take etcd's version, so one wrong key is reported once, not at every later sync.
         if (theirs) held.set(key, theirs);
         else held.delete(key);
@@ -133,7 +122,7 @@ function checkOne(
       for (const key of keys) {
         if (objectText(copy.get(key)) !== objectText(held.get(key))) {
           fail(
-            'wrong-state',
+            'informer-state',
             `the store at ${entry.revision} held ${objectText(copy.get(key))} where its handlers said ${objectText(held.get(key))}`,
           );
           break;
@@ -142,31 +131,113 @@ function checkOne(
       continue;
     }
     stats.changes++;
-    const { object } = entry;
-    const previous = held.get(object.key);
-    dirty.add(object.key);
-    if (entry.op === 'add') {
-      if (previous)
-        fail('watch-wrong-event', `add of ${object.key} it already held (${objectText(previous)})`);
-      held.set(object.key, object);
-    } else if (entry.op === 'update') {
-      if (!previous) fail('watch-wrong-event', `update of ${object.key} it did not hold`);
-      else if (object.modRevision <= previous.modRevision) {
+    dirty.add(entry.object.key);
+    replay(held, entry, true, fail);
+  }
+}
+
+/**
+ * Applies one handler call to the rebuilt store, checking that it fits: an add of a key not
+ * held, an update or delete of one held, and — when `forwardOnly` (anything but a relist into
+ * another history) — an update moving the key forward and a delete not older than what it deletes.
+ */
+function replay(
+  held: Map<string, ModelObject>,
+  entry: { readonly op: 'add' | 'update' | 'delete'; readonly object: ModelObject },
+  forwardOnly: boolean,
+  fail: (kind: InformerViolationKind, message: string) => void,
+): void {
+  const { object } = entry;
+  const previous = held.get(object.key);
+  if (entry.op === 'add') {
+    if (previous) fail('watch-wrong-event', `add of ${object.key} it already held (${objectText(previous)})`);
+    held.set(object.key, object);
+  } else if (entry.op === 'update') {
+    if (!previous) fail('watch-wrong-event', `update of ${object.key} it did not hold`);
+    else if (forwardOnly && object.modRevision <= previous.modRevision) {
+      fail(
+        'watch-duplicate',
+        `update of ${object.key} to modRevision ${object.modRevision} from ${previous.modRevision}`,
+      );
+    }
+    held.set(object.key, object);
+  } else {
+    if (!previous) fail('watch-wrong-event', `delete of ${object.key} it did not hold`);
+    else if (forwardOnly && object.modRevision < previous.modRevision) {
+      fail(
+        'watch-duplicate',
+        `delete of ${object.key} at ${object.modRevision}, older than ${previous.modRevision}`,
+      );
+    }
+    held.delete(object.key);
+  }
+}
+
+/** One of the run's etcd histories and when it began and settled (robustness/checker.ts). */
+export interface HistoryWindow {
+  readonly truth: Truth;
+  readonly startedAt: number;
+  readonly settledAt: number;
+}
+
+/**
+ * The same verdict for a run in which etcd's history changed (wiped or restored): each sync is
+ * judged against the histories a tier could have answered from when it was claimed (in effect
+ * then, or left less than `graceMs` before), and the store must equal one of them at that
+ * revision in full. Handler calls must still fit the store; only a relist (after a tier said the
+ * history changed) may move keys, and the sync that ends it, back.
+ */
+export function checkInformersAcrossHistories(
+  histories: readonly HistoryWindow[],
+  records: readonly InformerRecord[],
+  graceMs: number,
+): { violations: InformerViolation[]; stats: InformerStats } {
+  const violations: InformerViolation[] = [];
+  const stats: InformerStats = { informers: records.length, syncsChecked: 0, changes: 0, snapshots: 0 };
+  for (const record of records) {
+    const refs = [`informer:${record.name}`];
+    let reported = 0;
+    const fail = (kind: InformerViolationKind, message: string) => {
+      if (reported++ < MAX_VIOLATIONS) violations.push({ kind, message: `${record.name}: ${message}`, refs });
+    };
+    const held = new Map<string, ModelObject>();
+    let lastSync = 0;
+    let listing = false;
+    for (const entry of record.entries) {
+      if (entry.op === 'list') {
+        listing = true;
+        continue;
+      }
+      if (entry.op === 'snapshot') continue; // copies are compared by the single-history check
+      if (entry.op !== 'sync') {
+        stats.changes++;
+        replay(held, entry, !listing, fail);
+        continue;
+      }
+      const R = entry.revision;
+      if (R < lastSync && !listing) fail('backwards', `sync at ${R} after a sync at ${lastSync}`);
+      lastSync = R;
+      listing = false;
+      const at = entry.at ?? Number.POSITIVE_INFINITY;
+      const candidates = histories.filter((h, i) => {
+        const next = histories[i + 1];
+        return at >= h.startedAt && !(next && at >= next.settledAt + graceMs);
+      });
+      const mine = [...held.values()]
+        .sort((a, b) => compareKeys(a.key, b.key))
+        .map(objectText)
+        .join('\n');
+      const fits = candidates.some(
+        (h) => R <= h.truth.head && h.truth.listAt(record.prefix, R).map(objectText).join('\n') === mine,
+      );
+      stats.syncsChecked++;
+      if (!fits) {
         fail(
-          'watch-duplicate',
-          `update of ${object.key} to modRevision ${object.modRevision} from ${previous.modRevision}`,
+          'informer-state',
+          `at ${R} the store (${held.size} keys) matched none of the ${candidates.length} histories in effect`,
         );
       }
-      held.set(object.key, object);
-    } else {
-      if (!previous) fail('watch-wrong-event', `delete of ${object.key} it did not hold`);
-      else if (object.modRevision < previous.modRevision) {
-        fail(
-          'watch-duplicate',
-          `delete of ${object.key} at ${object.modRevision}, older than ${previous.modRevision}`,
-        );
-      }
-      held.delete(object.key);
     }
   }
+  return { violations, stats };
 }

@@ -5,8 +5,7 @@
  * itself now and then. robustness/informer-check.ts judges the record against etcd's history.
  */
 import { EdgewatchClient, type Informer, type KvObject } from '../client/index.ts';
-import type { InformerEntry, InformerRecord } from './informer-check.ts';
-import type { ModelObject } from './model.ts';
+import type { InformerEntry, InformerRecord, ModelObject } from './model.ts';
 import type { Observed } from './writers.ts';
 
 /** A copy of the whole store is recorded every this many syncs (and when the informer stops). */
@@ -25,12 +24,29 @@ export class InformerClient {
     const entries = this.#entries;
     const informer = this.#informer;
     let syncs = 0;
-    informer.on('add', (o) => entries.push({ op: 'add', object: model(o) }));
-    informer.on('update', (o) => entries.push({ op: 'update', object: model(o) }));
-    informer.on('delete', (o) => entries.push({ op: 'delete', object: model(o) }));
+    let lists = 0;
+    /** A list started since the last entry: what follows until its sync are its differences. */
+    const marker = () => {
+      if (informer.stats.lists === lists) return;
+      lists = informer.stats.lists;
+      entries.push({ op: 'list' });
+    };
+    informer.on('add', (o) => {
+      marker();
+      entries.push({ op: 'add', object: model(o) });
+    });
+    informer.on('update', (o) => {
+      marker();
+      entries.push({ op: 'update', object: model(o) });
+    });
+    informer.on('delete', (o) => {
+      marker();
+      entries.push({ op: 'delete', object: model(o) });
+    });
     informer.on('sync', (revision) => {
+      marker();
       observed.observe(revision);
-      entries.push({ op: 'sync', revision });
+      entries.push({ op: 'sync', revision, at: Date.now() });
       if (++syncs % SNAPSHOT_EVERY === 0) this.#snapshot();
     });
   }

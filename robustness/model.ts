@@ -131,6 +131,27 @@ export interface WatchSession {
 }
 
 /**
+ * What an informer (robustness/informers.ts, the `edgewatch/client` informer) told, in order:
+ * each handler call, each sync claim, and now and then a copy of its store.
+ */
+export type InformerEntry =
+  | { readonly op: 'add' | 'update' | 'delete'; readonly object: ModelObject }
+  /** The store is exactly etcd's state under the prefix at `revision` (claimed at wall time `at`). */
+  | { readonly op: 'sync'; readonly revision: number; readonly at?: number }
+  /** The informer (re)listed: the handler calls up to the next sync are that list's differences. */
+  | { readonly op: 'list' }
+  /** A copy of the store (at the informer's `revision`, possibly mid-revision). */
+  | { readonly op: 'snapshot'; readonly revision: number; readonly objects: readonly ModelObject[] };
+
+/** One informer of the run, kept on one target and prefix throughout. */
+export interface InformerRecord {
+  readonly name: string;
+  readonly target: string;
+  readonly prefix: string;
+  readonly entries: readonly InformerEntry[];
+}
+
+/**
  * What a fault does (robustness/faults.ts). `etcdLeaderKill` needs a 3-member cluster; the
  * `edge…` kinds need the edge Worker; every other kind fits every setup.
  */
@@ -233,6 +254,8 @@ export interface RunRecord {
   readonly reads: readonly ReadRecord[];
   readonly sessions: readonly WatchSession[];
   readonly faults: readonly FaultRecord[];
+  /** Absent in records written before informers ran. */
+  readonly informers?: readonly InformerRecord[];
 }
 
 const encoder = new TextEncoder();

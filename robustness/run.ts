@@ -28,6 +28,7 @@ import { type CheckStats, checkRun, type Violation } from './checker.ts';
 import { type ClientContext, type ReadTarget, runReader, Watcher } from './clients.ts';
 import { type FaultTargets, faultSchedule, inject, type KillableMember } from './faults.ts';
 import { Histories } from './history-faults.ts';
+import { InformerClient } from './informers.ts';
 import {
   type FaultKind,
   type FaultRecord,
@@ -207,6 +208,14 @@ export async function runRobustness(options: RunOptions): Promise<RunSummary> {
       (_, i) => new Watcher(ctx, `watcher${i}`, i % 2 === 0 ? BASE : `${BASE}sub/`, rng.fork(`watcher${i}`)),
     );
 
+    // Informers through the client: one at the first target over the base prefix, one at the last
+    // (the edge, when there is one) over the sub-prefix; each keeps its target for the whole run.
+    const informers = [
+      new InformerClient('informer0', targets[0] as ReadTarget, BASE, observed),
+      new InformerClient('informer1', targets[targets.length - 1] as ReadTarget, `${BASE}sub/`, observed),
+    ];
+    for (const informer of informers) informer.start();
+
     const loops: Promise<void>[] = [];
     loops.push(
       runWriter(client, keys, '/outside/k', rng.fork('writer'), observed, writes, () => stopped, gate),
@@ -232,7 +241,7 @@ export async function runRobustness(options: RunOptions): Promise<RunSummary> {
           const last = faults[faults.length - 1];
           const fired = `${faults.length}${last ? `, last ${last.kind}` : ''}`;
           log(
-            `[${Math.round((Date.now() - started) / 1000)}s] etcd rev ${recorder.revision}, writes ${writes.puts + writes.deletes + writes.txns + writes.leasePuts} (failed ${writes.failed}), reads ${reads.length}, watch events ${events}, faults ${fired}`,
+            `[${Math.round((Date.now() - started) / 1000)}s] etcd rev ${recorder.revision}, writes ${writes.puts + writes.deletes + writes.txns + writes.leasePuts} (failed ${writes.failed}), reads ${reads.length}, watch events ${events}, informer changes ${informers.reduce((n, i) => n + i.stats.changes, 0)}, faults ${fired}`,
           );
         }
       })(),
@@ -278,7 +287,7 @@ export async function runRobustness(options: RunOptions): Promise<RunSummary> {
 
     stopped = true;
     for (const w of watchers) w.interrupt();
-    await Promise.race([Promise.all(loops), sleep(20_000)]);
+    await Promise.race([Promise.all([...loops, ...informers.map((i) => i.stop())]), sleep(20_000)]);
     const head = Number((await client.kv.range({ key: Buffer.from([0]), count_only: true })).header.revision);
     await recorder.waitFor(head, 15_000);
     if (recorder.problem) log(`recorder problem: ${recorder.problem}`);
@@ -293,6 +302,7 @@ export async function runRobustness(options: RunOptions): Promise<RunSummary> {
       reads,
       sessions,
       faults,
+      informers: informers.map((i) => i.record),
     };
     const { violations, stats } = checkRun(record);
     const faultCounts: Record<string, number> = {};
@@ -344,7 +354,10 @@ function writeArtifact(
   const watchers = new Set(record.sessions.filter((s) => refs.has(`watch:${s.id}`)).map((s) => s.watcher));
   // Whole watchers: the resume rule is checked from one session to the next.
   const sessions = record.sessions.filter((s) => watchers.has(s.watcher));
+  const informers = (record.informers ?? []).filter((i) => refs.has(`informer:${i.name}`));
   let top = 2;
+  for (const i of informers)
+    for (const e of i.entries) top = Math.max(top, e.op === 'sync' || e.op === 'snapshot' ? e.revision : 0);
   for (const r of reads) top = Math.max(top, r.served ?? 0, r.rv ?? 0, r.floor);
   for (const s of sessions) {
     top = Math.max(top, s.headerRv ?? 0, s.floor, s.start.kind === 'after' ? s.start.rv : 0);
@@ -357,6 +370,7 @@ function writeArtifact(
     truth: { ...record.truth, head, revisions: record.truth.revisions.filter((r) => r.revision <= head) },
     reads,
     sessions,
+    informers,
   };
   const recheck = checkRun(minimal).violations.length;
   mkdirSync(dir, { recursive: true });
@@ -392,6 +406,7 @@ export function summaryLine(s: RunSummary): string {
     `ops=${w.puts + w.deletes + w.txns + w.leasePuts} (put ${w.puts}, delete ${w.deletes}, txn ${w.txns}, lease ${w.leasePuts}, failed ${w.failed}, compactions ${w.compactions}); ` +
     `reads=${s.reads} (checked ${s.stats.readsChecked}, tolerated ${s.stats.readsTolerated}; served by ${tiers}); ` +
     `watch sessions=${s.sessions} events=${s.watchEvents} (checked ${s.stats.eventsChecked} live + ${s.stats.initialEventsChecked} initial, ${s.stats.bookmarks} bookmarks, 410s: ${expiries}); ` +
+    `informers=${s.record.informers?.length ?? 0} (syncs checked ${s.stats.informerSyncs}, changes ${s.stats.informerChanges}); ` +
     `faults: ${faults}; ${selfCheckLine(s.selfChecks)}; violations=${s.violations.length}`
   );
 }
