@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { checkInformers, type InformerEntry, type InformerViolationKind } from './informer-check.ts';
+import {
+  checkInformers,
+  checkInformersAcrossHistories,
+  type InformerEntry,
+  type InformerViolationKind,
+} from './informer-check.ts';
 import { type ModelObject, type RecordedRevision, Truth } from './model.ts';
 
 const P = '/w/';
@@ -101,5 +106,51 @@ describe('checkInformers', () => {
     expect(kinds(early)).toEqual(['informer-state', 'watch-wrong-event']);
     expect(kinds([{ op: 'update', object: obj(3, '/w/a') }])).toEqual(['watch-wrong-event']);
     expect(kinds([{ op: 'delete', object: obj(3, '/w/a') }])).toEqual(['watch-wrong-event']);
+  });
+});
+
+describe('checkInformersAcrossHistories', () => {
+  it('accepts a relist into a restored history at a lower revision, and nothing else going back', () => {
+    const before = history();
+    // The restored history: only /w/a at revision 2 (etcd went back from 6 to 2), from time 100.
+    const after = new Truth({
+      revisions: [
+        {
+          revision: 2,
+          events: [{ type: 'PUT', key: '/w/a', object: before.obj(2, '/w/a') }],
+          at: 100,
+        },
+      ],
+      head: 2,
+      compactions: [],
+    });
+    const histories = [
+      { truth: before.truth, startedAt: Number.NEGATIVE_INFINITY, settledAt: Number.NEGATIVE_INFINITY },
+      { truth: after, startedAt: 100, settledAt: 110 },
+    ];
+    const entries: InformerEntry[] = [
+      ...goodEntries(before.obj).map((e) => (e.op === 'sync' ? { ...e, at: 50 } : e)),
+      { op: 'list' },
+      { op: 'update', object: before.obj(2, '/w/a') },
+      { op: 'delete', object: before.obj(4, '/w/c') },
+      { op: 'sync', revision: 2, at: 200 },
+    ];
+    const check = (e: InformerEntry[]) =>
+      checkInformersAcrossHistories(
+        histories,
+        [{ name: 'i', target: 'edge', prefix: P, entries: e }],
+        5_000,
+      ).violations.map((v) => v.kind);
+    expect(check(entries)).toEqual([]);
+    // Without the relist, the same changes are a repeat and a sync going back.
+    expect(check(entries.filter((e) => e.op !== 'list'))).toEqual(['watch-duplicate', 'backwards']);
+    // A store that matches neither history.
+    expect(
+      check([
+        ...entries,
+        { op: 'delete', object: before.obj(2, '/w/a') },
+        { op: 'sync', revision: 2, at: 300 },
+      ]),
+    ).toEqual(['informer-state']);
   });
 });
