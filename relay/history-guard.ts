@@ -144,17 +144,27 @@ export class HistoryGuard {
   }
 
   /**
-   * A most-recent read learned that etcd's head is `head`. Below the cache's revision that is
-   * another history (a linearizable read sees at least every revision the watch delivered):
-   * relist, and tell the caller the cache cannot serve it (it reads from etcd instead).
+   * What a quorum read must be compared with: the cache's revision (and list count) taken just
+   * before the read is sent. Call it synchronously before sending.
    */
-  noteHead(head: Revision): boolean {
-    const cache = this.#o.cache;
-    if (!cache.ready || head >= cache.revision) return true;
+  beforeHead(): { readonly revision: Revision; readonly lists: number } {
+    return { revision: this.#o.cache.ready ? this.#o.cache.revision : 0, lists: this.#o.lists() };
+  }
+
+  /**
+   * A most-recent read learned that etcd's head is `head`, by a linearizable read sent when the
+   * cache was at `before.revision`. Such a read sees at least every revision the watch had
+   * delivered before it was sent, so a head below that revision is another history: relist,
+   * and tell the caller the cache cannot serve it (it reads from etcd instead). Compared with the
+   * revision at send time, never the current one: the watch may deliver newer revisions while
+   * the read is in flight. A relist meanwhile voids the comparison.
+   */
+  noteHead(head: Revision, before: { readonly revision: Revision; readonly lists: number }): boolean {
+    if (head >= before.revision || before.lists !== this.#o.lists()) return true;
     // Many reads may learn it at once: one relist, one log line, one count.
     if (this.#resyncAtLists === this.#o.lists()) return false;
     this.#resyncAtLists = this.#o.lists();
-    const reason = `etcd's head ${head} is below the cache's revision ${cache.revision}`;
+    const reason = `etcd's head ${head} is below the revision ${before.revision} the cache had reached`;
     this.#status = { ...this.#status, historyChanges: this.#status.historyChanges + 1 };
     this.#o.log.error('etcd history changed, dropping the cache and relisting', { reason });
     this.#newHistory();

@@ -132,8 +132,9 @@ export class PrefixCache {
    * this rejects with `TooLargeResourceVersion` so that the read is served from etcd instead.
    */
   async latestRevision(): Promise<Revision> {
+    const before = this.guard.beforeHead();
     const head = await currentRevision(this.#client, this.prefix);
-    if (!this.guard.noteHead(head)) throw new TooLargeResourceVersion(this.cache.revision, head);
+    if (!this.guard.noteHead(head, before)) throw new TooLargeResourceVersion(before.revision, head);
     return head;
   }
 
