@@ -14,7 +14,7 @@
  *   to be complete (a higher event or a bookmark proves a revision whole; a tier writes one
  *   revision's events together, but a cut can split them), and a resumed stream's repeats of a
  *   partly received revision are recognised by key and skipped.
- * - It never goes backwards: a relist answers with `resourceVersion=0` first (cheap, API.md's
+ * - It never goes backwards: a relist asks with `resourceVersion=0` first (cheap, API.md's
  *   "any"), and one older than the revision already held is thrown away and retried as
  *   not-older-than that revision; bookmarks below the held revision are ignored. The one
  *   exception: a 410 whose Status has the cause `HistoryChanged` (etcd was wiped or restored,
