@@ -154,6 +154,22 @@ for (const tier of ['edge', 'relay'] as const) {
 }
 
 describe('values that are not JSON Kubernetes objects', () => {
+  it('are left out of a list sent again from kept bytes too', async () => {
+    const s = current();
+    const many = Array.from({ length: 70 }, (_, i) =>
+      configMapObject('rawbig', `cm-${String(i).padStart(2, '0')}`),
+    );
+    await putObjects(s.client, many);
+    await s.client
+      .put('/registry/configmaps/rawbig/zz-proto')
+      .value(Buffer.from([0x6b, 0x38, 0x73, 0x00, 0x01]));
+    for (let i = 0; i < 2; i++) {
+      const res = await fetch(`${s.relay.url}/api/v1/namespaces/rawbig/configmaps?resourceVersion=0`);
+      expect(((await res.json()) as { items: unknown[] }).items).toHaveLength(70);
+      expect(res.headers.get('x-edgewatch-left-out')).toBe('protobuf=1');
+    }
+  });
+
   it('are left out of lists and counted in edgewatch_k8s_left_out_total at both tiers', async () => {
     const s = current();
     const edge = s.worker?.url;

@@ -45,7 +45,7 @@ import {
   tableEventLine,
   watchEventOf,
 } from './encode.ts';
-import { encodedObject, formatLeftOut, type K8sView } from './objects.ts';
+import { encodedObject, formatLeftOut, type K8sView, type LeftOutCounts } from './objects.ts';
 import { type K8sRead, parseK8sRead, routeK8s } from './request.ts';
 import { DEFAULT_ROOT, deriveResources, type ExplicitResource, type ResourceTable } from './resources.ts';
 
@@ -199,6 +199,8 @@ export function k8sErrorResponse(error: unknown, servedBy: ServedBy): Response {
 
 /** Kubernetes list bodies, kept apart from the kv API's (core/list-bodies.ts bounds each). */
 const keptBodies = new ListBodies();
+/** What each body left out, so that a kept body still says so (header, metric) when sent again. */
+const leftOutOf = new WeakMap<Uint8Array, LeftOutCounts>();
 
 /** How the read path writes a Kubernetes read: objects, lists, Tables, events and Status. */
 function k8sShape(read: K8sRead, tier: ReadTier): ReadShape {
@@ -216,26 +218,33 @@ function k8sShape(read: K8sRead, tier: ReadTier): ReadShape {
       return new Response(encodedObject(view), { status: 200, headers: headersOf(info, 'application/json') });
     },
     list: (page, info) => {
-      const selected = selectPage(page.items, read, page.continueToken, page.remaining);
-      const build = () => listBody(selected, read, page.revision);
       // A list read again from the same snapshot (clients relisting a quiet resource) is sent
-      // from the bytes built the first time; Tables carry ages, so they are built each time.
-      const body = read.table
-        ? tableBody(selected.views, page.revision, tier.clock.now(), selected)
-        : page.reuse === undefined
-          ? build()
-          : keptBodies.get(
-              page.reuse.snapshot,
-              `${page.reuse.shape}\u0000${read.bodyKey}`,
-              page.items.length,
-              build,
-            );
+      // from the bytes built the first time, without looking at its objects again; Tables carry
+      // ages, so they are built each time.
+      const select = () => selectPage(page.items, read, page.continueToken, page.remaining);
+      const build = () => {
+        const selected = select();
+        const bytes = listBody(selected, read, page.revision);
+        leftOutOf.set(bytes, selected.leftOut);
+        return bytes;
+      };
+      let body: Uint8Array;
+      if (read.table) {
+        const selected = select();
+        body = tableBody(selected.views, page.revision, tier.clock.now(), selected);
+        leftOutOf.set(body, selected.leftOut);
+      } else if (page.reuse === undefined) {
+        body = build();
+      } else {
+        const key = `${page.reuse.shape}\u0000${read.bodyKey}`;
+        body = keptBodies.get(page.reuse.snapshot, key, page.items.length, build);
+      }
       const headers = headersOf(info, read.table ? TABLE_CONTENT_TYPE : 'application/json');
-      const leftOut = formatLeftOut(selected.leftOut);
+      const counts = leftOutOf.get(body) ?? {};
+      const leftOut = formatLeftOut(counts);
       if (leftOut !== '') {
         headers.set('X-Edgewatch-Left-Out', leftOut);
-        for (const [reason, n] of Object.entries(selected.leftOut))
-          tier.metrics?.count(M.k8sLeftOut, { reason }, n);
+        for (const [reason, n] of Object.entries(counts)) tier.metrics?.count(M.k8sLeftOut, { reason }, n);
       }
       return new Response(body, { status: 200, headers });
     },
