@@ -42,6 +42,8 @@ export async function startGateProxy(target: string): Promise<GateProxy> {
         up.on('data', (chunk: Buffer) => res.write(chunk));
         up.on('end', () => res.end());
         up.on('error', () => res.end());
+        // A relay that stops may just close the socket: end the client's response cleanly then too.
+        up.on('close', () => res.end());
       },
     );
     forwarded.on('error', () => {
