@@ -10,10 +10,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { M } from '../core/metrics.ts';
+import { makeObject } from '../core/object.ts';
+import { WatchCache } from '../core/watch-cache.ts';
 import { silentLogger } from '../relay/log.ts';
 import { RelayMetrics } from '../relay/metrics.ts';
 import { TokenStore } from '../relay/tokens.ts';
-import { MemoryMetrics } from '../worker/metrics.ts';
+import { ANALYTICS_DOUBLES, analyticsPoint, MemoryMetrics, replicaReadiness } from '../worker/metrics.ts';
+import { ManualClock } from './helpers/manual-clock.ts';
 import { type Exposition, parseExposition, scrape } from './helpers/prometheus.ts';
 import { type Stack, startStack } from './helpers/stack.ts';
 
@@ -267,6 +270,56 @@ describe('token reloads', () => {
     const m = parseExposition(await metrics.text());
     expect(m.value('edgewatch_token_reloads_total', { result: 'ok' })).toBe(1);
     expect(m.value('edgewatch_token_reloads_total', { result: 'error' })).toBe(2);
+  });
+});
+
+describe('the Analytics Engine data point', () => {
+  it('names the replica and carries its gauges and counter totals in the documented order', () => {
+    const clock = new ManualClock(1_000_000);
+    const metrics = new MemoryMetrics();
+    const cache = new WatchCache({ clock, metrics: { sink: metrics, prefix: '/r/' } });
+    cache.replace(5, []);
+    cache.apply({
+      revision: 6,
+      events: [
+        {
+          type: 'PUT',
+          object: makeObject({
+            key: '/r/a',
+            value: new TextEncoder().encode('x'),
+            createRevision: 6,
+            modRevision: 6,
+            version: 1,
+          }),
+        },
+      ],
+    });
+    metrics.count(M.responses, { served_by: 'edge', route: 'get', code: '200' }, 3);
+    metrics.count(M.responses, { served_by: 'relay', route: 'list', code: '200' });
+    const link = { connected: false, running: true, lastContactAt: 1_000_000 - 2_500, received: {} };
+    const state = {
+      prefix: '/r/',
+      replica: 'AMS|/r/|0',
+      cache,
+      watchers: () => 2,
+      link,
+      clock,
+      hasTokens: () => true,
+    };
+    const point = analyticsPoint(metrics, state, replicaReadiness(state));
+    expect(point.indexes).toEqual(['AMS|/r/|0']);
+    expect(point.blobs).toEqual(['AMS', '/r/']);
+    const named = Object.fromEntries(ANALYTICS_DOUBLES.map((name, i) => [name, point.doubles[i]]));
+    expect(named).toEqual({
+      revision: 6,
+      objects: 1,
+      watchers: 2,
+      events_received_total: 1,
+      events_dispatched_total: 0,
+      responses_total: 4,
+      stale_seconds: 2.5,
+      ready: 0, // its running stream is down
+    });
   });
 });
 

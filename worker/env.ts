@@ -47,7 +47,10 @@ type OptionalVar =
   | 'K8S_RESOURCES';
 
 /** Every binding the Worker and its Durable Objects get. */
-export type Bindings = Env & { readonly [K in OptionalVar]?: string };
+export type Bindings = Env & { readonly [K in OptionalVar]?: string } & {
+  /** Optional Workers Analytics Engine dataset: each replica writes its metrics there (worker/metrics.ts). */
+  readonly EDGE_METRICS?: AnalyticsEngineDataset;
+};
 
 /** The validated settings. */
 export interface EdgeSettings {

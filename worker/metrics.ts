@@ -63,6 +63,13 @@ export class MemoryMetrics implements MetricsSink {
     this.#get(family, labels).value = value;
   }
 
+  /** The sum of a counter's series (all label values). */
+  total(family: CounterFamily): number {
+    let sum = 0;
+    for (const series of this.#series.get(family.name)?.values() ?? []) sum += series.value;
+    return sum;
+  }
+
   /** Drops every series of a family (before a collector sets the ones that still exist). */
   clear(family: Family): void {
     this.#series.get(family.name)?.clear();
@@ -254,4 +261,54 @@ export function replicaReadiness(state: ReplicaState): Readiness {
     check: () => (state.hasTokens() ? undefined : 'no client tokens from the relay yet'),
   });
   return readiness;
+}
+
+/** A Workers Analytics Engine data point (the binding's type, structurally: tests run in Node). */
+export interface AnalyticsPoint {
+  readonly indexes: string[];
+  readonly blobs: string[];
+  readonly doubles: number[];
+}
+
+/** What each double of a replica's Analytics Engine data point is, in order (README "Operating"). */
+export const ANALYTICS_DOUBLES = [
+  'revision',
+  'objects',
+  'watchers',
+  'events_received_total',
+  'events_dispatched_total',
+  'responses_total',
+  'stale_seconds',
+  'ready',
+] as const;
+
+/**
+ * One data point for the optional `EDGE_METRICS` Analytics Engine binding: the replica's gauges and
+ * counter totals, indexed by the replica's name, so every location's replica can be queried in one
+ * place (a scrape of `/_replica/metrics` reaches only the location that receives it).
+ */
+export function analyticsPoint(
+  metrics: MemoryMetrics,
+  state: ReplicaState,
+  readiness: Readiness,
+): AnalyticsPoint {
+  const { link } = state;
+  const stale =
+    !link.connected && link.lastContactAt > 0 ? (state.clock.now() - link.lastContactAt) / 1000 : 0;
+  const values: Record<(typeof ANALYTICS_DOUBLES)[number], number> = {
+    revision: state.cache.revision,
+    objects: state.cache.size,
+    watchers: state.watchers(),
+    events_received_total: metrics.total(M.eventsReceived),
+    events_dispatched_total: metrics.total(M.eventsDispatched),
+    responses_total: metrics.total(M.responses),
+    stale_seconds: stale,
+    ready: readiness.report().ready ? 1 : 0,
+  };
+  return {
+    // Analytics Engine takes one index of at most 96 bytes; a replica's name is that in practice.
+    indexes: [state.replica.slice(0, 96)],
+    blobs: [state.replica.split('|')[0] ?? '', state.prefix],
+    doubles: ANALYTICS_DOUBLES.map((name) => values[name]),
+  };
 }

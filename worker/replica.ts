@@ -33,6 +33,7 @@ import { type Bindings, type EdgeSettings, parseEnv } from './env.ts';
 import { k8sStreamed } from './k8s.ts';
 import { workerLogger } from './log.ts';
 import {
+  analyticsPoint,
   collectReplicaState,
   MemoryMetrics,
   PROMETHEUS_CONTENT_TYPE,
@@ -50,6 +51,9 @@ export const REPLICA_HEADER = 'X-Edgewatch-Replica';
 export const PREFIX_HEADER = 'X-Edgewatch-Prefix';
 
 /** The edge keeps a shorter window than the relay: a Durable Object has 128 MB. */
+/** How often a replica writes its metrics to the optional Analytics Engine dataset (on a heartbeat). */
+const ANALYTICS_INTERVAL_MS = 60_000;
+
 const EDGE_HISTORY = { maxEvents: 20_000, maxAgeMs: 75_000, maxBytes: 16 * 1024 * 1024 };
 
 type Status = { kind: 'cold' } | { kind: 'serving'; name: string; prefix: string };
@@ -63,6 +67,9 @@ export class Replica extends DurableObject<Bindings> {
   readonly #cacheMetrics = new ReplicaCacheMetrics(this.#metrics);
   readonly #cache = new WatchCache({ clock: systemClock, ...EDGE_HISTORY, metrics: this.#cacheMetrics });
   #readiness: Readiness | undefined;
+  /** With an EDGE_METRICS binding: writes a data point, at most once per ANALYTICS_INTERVAL_MS. */
+  #writeAnalytics: () => void = () => {};
+  #analyticsAt = Number.NEGATIVE_INFINITY;
   #storage: ReplicaStorage | undefined;
   #link: RelayLink | undefined;
   /** History identity, digest comparisons and the self-check (worker/replica-history.ts). */
@@ -231,11 +238,14 @@ export class Replica extends DurableObject<Bindings> {
         },
         log: (msg, fields) => log.info(msg, fields),
       },
-      report: () => ({
-        revision: this.#cache.revision,
-        watchers: this.#watchers,
-        selfCheck: selfCheckWord(history),
-      }),
+      report: () => {
+        this.#writeAnalytics();
+        return {
+          revision: this.#cache.revision,
+          watchers: this.#watchers,
+          selfCheck: selfCheckWord(history),
+        };
+      },
       heartbeatMs: this.#settings.heartbeatMs,
     });
     this.#readTier = this.#makeTier(name, this.#link);
@@ -250,8 +260,23 @@ export class Replica extends DurableObject<Bindings> {
       hasTokens: () => this.#authorizer !== undefined,
       history,
     };
-    this.#readiness = replicaReadiness(state);
-    collectReplicaState(this.#metrics, state, this.#readiness);
+    const readiness = replicaReadiness(state);
+    this.#readiness = readiness;
+    collectReplicaState(this.#metrics, state, readiness);
+    const dataset = this.env.EDGE_METRICS;
+    if (dataset) {
+      this.#writeAnalytics = () => {
+        const now = this.#clock.now();
+        if (now - this.#analyticsAt < ANALYTICS_INTERVAL_MS) return;
+        this.#analyticsAt = now;
+        // Never let metrics break the heartbeat that calls this (the binding throws on bad points).
+        try {
+          dataset.writeDataPoint(analyticsPoint(this.#metrics, state, readiness));
+        } catch (error) {
+          log.warn('analytics data point not written', { error: String(error) });
+        }
+      };
+    }
     this.#link.start();
   }
 
