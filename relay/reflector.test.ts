@@ -330,6 +330,38 @@ describe('Reflector history checks', () => {
     await reflector.stop();
   });
 
+  it('says when a list starts and when it is in, and whether the state may be another history (readiness)', async () => {
+    const clock = new ManualClock();
+    const lw = new FakeListerWatcher();
+    const events: string[] = [];
+    const reflector = new Reflector({
+      listerWatcher: lw,
+      sink: new RecordingSink(),
+      clock,
+      random: () => 0.5,
+      onRelisting: (reason, newHistory) =>
+        events.push(`start ${reason}${newHistory ? ' (new history)' : ''}`),
+      onRelisted: (reason) => events.push(`in ${reason}`),
+    });
+    reflector.start();
+    await reflector.ready;
+    await settle();
+    expect(events).toEqual(['start initial', 'in initial']);
+    events.length = 0;
+    lw.listFailures = 1;
+    reflector.resync('self-check mismatch');
+    await clock.advance(10);
+    // The first list failed: the relist is still under way, so readiness stays failed.
+    expect(events).toEqual(['start self-check mismatch (new history)']);
+    await clock.advance(5_000);
+    expect(events).toEqual([
+      'start self-check mismatch (new history)',
+      'start self-check mismatch (new history)',
+      'in self-check mismatch',
+    ]);
+    await reflector.stop();
+  });
+
   it('resync ends the watch and relists as a new history once', async () => {
     const { clock, lw, calls, reflector } = withVerifier(async () => ({ kind: 'same' }));
     reflector.start();
