@@ -44,6 +44,12 @@ export class WatchCache implements CacheSink {
   readonly #clock: Clock;
   readonly #snapshotCacheSize: number;
   readonly #metrics: CacheMetrics;
+  /**
+   * Events handed to watchers, one per event per watcher. A plain count, read at scrape time
+   * (edgewatch_watch_cache_events_dispatched_total): a metrics call per delivery would cost a
+   * label lookup per event per watcher, which is most of the fan-out's work at 100+ watchers.
+   */
+  #dispatched = 0;
   #store = new KeyStore();
   #ready = false;
   /** The snapshot at the current revision, shared by readers until the next write. */
@@ -73,6 +79,11 @@ export class WatchCache implements CacheSink {
   /** False until the first `replace`: before that, the cache must not answer reads. */
   get ready(): boolean {
     return this.#ready;
+  }
+
+  /** Events handed to watchers so far, one per event per watcher (counted only with metrics). */
+  get eventsDispatched(): number {
+    return this.#dispatched;
   }
 
   /** Number of keys held now. */
@@ -287,7 +298,7 @@ export class WatchCache implements CacheSink {
     return this.fanout.subscribe({
       ...options,
       onBatch: (batch) => {
-        sink.count(M.eventsDispatched, { prefix }, batch.events.length);
+        this.#dispatched += batch.events.length;
         return options.onBatch(batch);
       },
       onClose: (error) => {

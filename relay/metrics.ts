@@ -239,6 +239,7 @@ export function observeRelay(metrics: RelayMetrics, clock: Clock, state: RelaySt
       metrics.set(M.resourceVersion, { prefix }, cache.revision);
       metrics.set(M.objects, { prefix }, cache.size);
       metrics.set(M.watchers, { prefix }, cache.fanout.count);
+      metrics.setTotal(M.eventsDispatched, { prefix }, cache.eventsDispatched);
     }
     for (const { prefix, guard } of state.caches.values()) {
       if (guard === undefined) continue;

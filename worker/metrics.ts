@@ -209,6 +209,7 @@ export function collectReplicaState(metrics: MemoryMetrics, state: ReplicaState,
     metrics.set(M.resourceVersion, { prefix }, cache.revision);
     metrics.set(M.objects, { prefix }, cache.size);
     metrics.set(M.watchers, { prefix }, state.watchers());
+    metrics.setTotal(M.eventsDispatched, { prefix }, cache.eventsDispatched);
     metrics.set(M.replicaConnections, {}, link.connected ? 1 : 0);
     for (const [type, n] of Object.entries(link.received))
       metrics.setTotal(M.replicationMessages, { type }, n);
@@ -300,7 +301,7 @@ export function analyticsPoint(
     objects: state.cache.size,
     watchers: state.watchers(),
     events_received_total: metrics.total(M.eventsReceived),
-    events_dispatched_total: metrics.total(M.eventsDispatched),
+    events_dispatched_total: state.cache.eventsDispatched,
     responses_total: metrics.total(M.responses),
     stale_seconds: stale,
     ready: readiness.report().ready ? 1 : 0,
