@@ -20,6 +20,7 @@
 import { sha256 } from '@noble/hashes/sha2.js';
 import { utf8ToBytes } from '@noble/hashes/utils.js';
 import { keyAfter } from './keys.ts';
+import { encoded, keyJson } from './object.ts';
 import type { KeyReader } from './store.ts';
 import type { KvObject, Revision } from './types.ts';
 
@@ -48,17 +49,16 @@ export function entryHash(o: KvObject): Digest {
   return hash;
 }
 
-/** JSON.stringify of an array is unambiguous for any key or value. */
+/**
+ * SHA-256 of `JSON.stringify([key, createRevision, modRevision, version, value ?? null,
+ * valueBase64 ?? null, lease ?? null])`, unambiguous for any key or value; the text is written
+ * from the object's kept JSON (core/object.ts), without decoding the value.
+ */
 function hashEntry(o: KvObject): Digest {
-  const text = JSON.stringify([
-    o.key,
-    o.createRevision,
-    o.modRevision,
-    o.version,
-    o.value ?? null,
-    o.valueBase64 ?? null,
-    o.lease ?? null,
-  ]);
+  const e = encoded(o);
+  const value = e.base64 ? `null,${e.valueJson}` : `${e.valueJson},null`;
+  const lease = e.lease === undefined ? 'null' : JSON.stringify(e.lease);
+  const text = `[${keyJson(e.key)},${e.createRevision},${e.modRevision},${e.version},${value},${lease}]`;
   const h = sha256(utf8ToBytes(text));
   return new DataView(h.buffer, h.byteOffset, 8).getBigUint64(0);
 }

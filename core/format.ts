@@ -4,7 +4,8 @@
  * byte-for-byte alike.
  */
 import { NotFound, toStatus } from './errors.ts';
-import { ListBodies } from './list-bodies.ts';
+import { listBody as streamedListBody, writeObject } from './list-body.ts';
+import { EncodedObject, objectJson } from './object.ts';
 import type { WatchRequest } from './request.ts';
 import type { KeyReader } from './store.ts';
 import type { KvObject, Revision } from './types.ts';
@@ -61,7 +62,7 @@ export function getResponse(
   }
   headers.set('ETag', etagOf(object));
   if (ifNoneMatchHits(ifNoneMatch, object)) return new Response(null, { status: 304, headers });
-  return new Response(JSON.stringify(object), { status: 200, headers });
+  return new Response(objectJson(object), { status: 200, headers });
 }
 
 /** One page of a list. `continueToken` and `remaining` are set only when more items follow. */
@@ -71,27 +72,45 @@ export interface ListPage {
   remaining?: number | undefined;
 }
 
-export function listBody(page: ListPage, revision: Revision): string {
+/** What precedes a list's items: everything but the items, which stream after it. */
+function listHead(page: Omit<ListPage, 'items'>, revision: Revision): string {
   const metadata: Record<string, string | number> = { resourceVersion: String(revision) };
   if (page.continueToken !== undefined) {
     metadata.continue = page.continueToken;
     if (page.remaining !== undefined) metadata.remainingItemCount = page.remaining;
   }
-  return JSON.stringify({ kind: 'List', metadata, items: page.items });
+  return `{"kind":"List","metadata":${JSON.stringify(metadata)},"items":[`;
 }
 
-/** A list response; `body` is the page already encoded (core/list-bodies.ts), when there is one. */
-export function listResponse(page: ListPage, info: ServeInfo, body?: Uint8Array): Response {
-  return new Response(body ?? listBody(page, info.revision), { status: 200, headers: baseHeaders(info) });
+/** A list page's body as one string (tests, small bodies); equal to the streamed body's bytes. */
+export function listBody(page: ListPage, revision: Revision): string {
+  return `${listHead(page, revision)}${page.items.map(objectJson).join(',')}]}`;
 }
 
-/** One page of a list as the read path hands it to a shape. */
-export interface ListSource extends ListPage {
+/**
+ * A list response, its body streamed from the page's items in chunks (core/list-body.ts): the
+ * items are read lazily, so `items` may be a snapshot's cursor over a whole prefix.
+ */
+export function listResponse(page: ListSource | ListPage, info: ServeInfo): Response {
+  const body = streamedListBody(listHead(page, info.revision), page.items, ']}', writeObject);
+  return new Response(body, { status: 200, headers: baseHeaders(info) });
+}
+
+/**
+ * One page of a list as the read path hands it to a shape: its items in key order — for a list
+ * without `limit` a lazy cursor over the snapshot, never an array of the prefix — and, when more
+ * follow, the continue token and how many remain.
+ */
+export interface ListSource {
+  readonly items: Iterable<KvObject>;
+  readonly continueToken?: string | undefined;
+  readonly remaining?: number | undefined;
   /** The revision the page was read at (the list's `resourceVersion`). */
   readonly revision: Revision;
   /**
    * Set when the page was read from a tier's own snapshot, which later requests may read again:
-   * a shape may keep the body it built for (`snapshot`, `shape`) and send it again.
+   * a shape may keep the body it built for (`snapshot`, `shape`) and send it again
+   * (core/list-bodies.ts; the Kubernetes shape does). API.md's lists stream instead.
    */
   readonly reuse?: { readonly snapshot: KeyReader; readonly shape: string } | undefined;
 }
@@ -99,8 +118,8 @@ export interface ListSource extends ListPage {
 /**
  * How a front end writes what the read path serves (core/read-api.ts `serveParsed`): the bodies
  * of gets and lists, the watch framing, and errors. `kvShape` is API.md's; the Kubernetes-shaped
- * API has its own. Every method returns a complete `Response` (headers included: use
- * `baseHeaders`-like `X-Resource-Version`/`X-Served-By` from `info`).
+ * API has its own. Every method returns a complete `Response`, with `info.revision` as
+ * `X-Resource-Version`, `info.servedBy` as `X-Served-By` and `info.headers` added.
  */
 export interface ReadShape {
   /** A get of `key`; `object` is undefined when the key does not exist at `info.revision`. */
@@ -117,18 +136,10 @@ export interface ReadShape {
   error(error: unknown, servedBy: ServedBy): Response;
 }
 
-const keptBodies = new ListBodies();
-
 /** API.md's bodies. */
 export const kvShape: ReadShape = {
   get: (key, object, info, raw) => getResponse(key, object, info, raw.headers.get('If-None-Match')),
-  list: (page, info) => {
-    if (page.reuse === undefined) return listResponse(page, info);
-    const body = keptBodies.get(page.reuse.snapshot, page.reuse.shape, page.items.length, () =>
-      listBody(page, page.revision),
-    );
-    return listResponse(page, info, body);
-  },
+  list: (page, info) => listResponse(page, info),
   watchFraming: (raw) => watchFraming(raw.headers.get('Accept')),
   error: (error, servedBy) => errorResponse(error, servedBy),
 };
@@ -164,7 +175,11 @@ export function watchContentType(framing: WatchFraming): string {
 
 /** Frames one event; SSE events are named after the type, with the JSON line as data. */
 export function frameEvent(event: WatchEventLine, framing: WatchFraming): string {
-  const json = JSON.stringify(event);
+  // A cached object's value is already JSON (core/object.ts): it is not escaped again per event.
+  const json =
+    event.object instanceof EncodedObject
+      ? `{"type":"${event.type}","object":${objectJson(event.object)}}`
+      : JSON.stringify(event);
   return framing === 'sse' ? `event: ${event.type}\ndata: ${json}\n\n` : `${json}\n`;
 }
 

@@ -3,8 +3,11 @@ import {
   base64ToBytes,
   bytesToBase64,
   deletedObject,
+  EncodedObject,
+  encoded,
   makeObject,
   OBJECT_OVERHEAD_BYTES,
+  objectJson,
   objectSize,
 } from './object.ts';
 
@@ -93,5 +96,51 @@ describe('sizes', () => {
 
   it('bytesToBase64 of nothing is empty', () => {
     expect(bytesToBase64(new Uint8Array())).toBe('');
+  });
+});
+
+describe('the encoded form caches keep', () => {
+  const tricky = [
+    makeObject(raw(utf8.encode('{"replicas":3}'))),
+    makeObject(raw(new Uint8Array([0xff, 0x00, 0x80]), '7587')),
+    makeObject({
+      ...raw(utf8.encode('line\nbreak "quoted" \\ \u2028 \u{1f600}')),
+      key: '/r/"odd"\\key\u0001✓',
+    }),
+    makeObject(raw(new Uint8Array(0))),
+  ];
+
+  it('writes exactly what JSON.stringify writes, without escaping the value again', () => {
+    for (const o of tricky) {
+      expect(objectJson(o)).toBe(JSON.stringify(o));
+      expect(JSON.parse(objectJson(o))).toEqual({ ...o });
+    }
+  });
+
+  it('looks like a plain object: own enumerable fields in the API order, equal to the plain form', () => {
+    const o = makeObject(raw(utf8.encode('v'), '9'));
+    expect(Object.keys(o)).toEqual(['key', 'createRevision', 'modRevision', 'version', 'value', 'lease']);
+    expect(o).toEqual({ key: '/r/a', createRevision: 2, modRevision: 5, version: 3, value: 'v', lease: '9' });
+    expect(Object.isFrozen(o)).toBe(true);
+  });
+
+  it('encodes a plain object (from the replication stream or SQLite) once, and an encoded one not again', () => {
+    const plain = Object.freeze({ key: '/r/b', createRevision: 1, modRevision: 4, version: 2, value: 'x"y' });
+    const e = encoded(plain);
+    expect(e).toBeInstanceOf(EncodedObject);
+    expect(e.valueJson).toBe('"x\\"y"');
+    expect(e).toEqual(plain);
+    expect(encoded(e)).toBe(e);
+    const b64 = encoded({ key: '/r/c', createRevision: 1, modRevision: 1, version: 1, valueBase64: '/wA=' });
+    expect(JSON.stringify(b64)).toBe(
+      '{"key":"/r/c","createRevision":1,"modRevision":1,"version":1,"valueBase64":"/wA="}',
+    );
+  });
+
+  it('shares the value encoding with the DELETED object made from it', () => {
+    const prev = makeObject(raw(utf8.encode('{"a":1}'), '5')) as EncodedObject;
+    const gone = deletedObject(prev, 9) as EncodedObject;
+    expect(gone.valueJson).toBe(prev.valueJson);
+    expect(JSON.parse(objectJson(gone))).toEqual({ ...prev, modRevision: 9, version: 0 });
   });
 });

@@ -341,24 +341,29 @@ function respond(
   const info = { servedBy: start.servedBy, revision: reader.revision, ...(extra ? { headers: extra } : {}) };
   if (request.verb === 'get') return shape.get(request.key, reader.get(request.key), info, raw);
   const { limit, continue: token } = request.pagination;
-  const page = reader.list(request.prefix, {
-    ...(token ? { startKey: token.start } : {}),
-    ...(limit !== undefined ? { limit } : {}),
-  });
-  const listPage = paginate(
-    page.items,
-    page.remaining,
-    { rv: reader.revision, prefix: request.prefix },
-    tier.continueSecret,
-  );
+  // Only this tier's own snapshots are read again; a state fetched from etcd is used once.
+  const reuse =
+    start.servedBy === tier.tier
+      ? { snapshot: reader, shape: `${request.prefix}\u0000${token?.start ?? ''}\u0000${limit ?? ''}` }
+      : undefined;
+  if (limit === undefined) {
+    // No limit, so no continue token to compute: the body streams from a cursor over the
+    // snapshot (the whole prefix is never held as one array).
+    return shape.list(
+      { items: reader.scan(request.prefix, token?.start), revision: reader.revision, reuse },
+      info,
+    );
+  }
+  const page = reader.list(request.prefix, { ...(token ? { startKey: token.start } : {}), limit });
   const source: ListSource = {
-    ...listPage,
+    ...paginate(
+      page.items,
+      page.remaining,
+      { rv: reader.revision, prefix: request.prefix },
+      tier.continueSecret,
+    ),
     revision: reader.revision,
-    // Only this tier's own snapshots are read again; a state fetched from etcd is used once.
-    reuse:
-      start.servedBy === tier.tier
-        ? { snapshot: reader, shape: `${request.prefix}\u0000${token?.start ?? ''}\u0000${limit ?? ''}` }
-        : undefined,
+    reuse,
   };
   return shape.list(source, info);
 }

@@ -9,6 +9,7 @@
  */
 import BTreeImport from 'sorted-btree';
 import { compareKeys, isUnder } from './keys.ts';
+import { encoded } from './object.ts';
 import type { KvObject, Revision } from './types.ts';
 
 type BTree<K, V> = BTreeImport<K, V>;
@@ -53,6 +54,11 @@ export interface KeyReader {
    * how many keys remain, so paging through millions of keys stays linear overall.
    */
   list(prefix: string, options?: ListOptions): ListPage;
+  /**
+   * The objects under `prefix` from `startKey` (inclusive), in key order, read lazily: a list
+   * streamed from it holds one position in the tree, never an array of the whole prefix.
+   */
+  scan(prefix: string, startKey?: string): Iterable<KvObject>;
 }
 
 /** Reads over one tree; the live store and snapshots differ only in who may write it. */
@@ -95,6 +101,15 @@ class TreeReader implements KeyReader {
     }
     return { items, remaining: 0 };
   }
+
+  *scan(prefix: string, startKey?: string): IterableIterator<KvObject> {
+    const start = startKey !== undefined && compareKeys(startKey, prefix) > 0 ? startKey : prefix;
+    const reused: (string | KvObject)[] = [];
+    for (const [key, object] of this.tree.entries(start, reused)) {
+      if (!isUnder(key, prefix)) return;
+      yield object;
+    }
+  }
 }
 
 /**
@@ -113,9 +128,10 @@ export class StoreSnapshot extends TreeReader {
  * of one batch); `revision` is whatever its owner says the contents reflect.
  */
 export class KeyStore extends TreeReader {
+  /** Objects enter in the form caches keep (core/object.ts `EncodedObject`). */
   constructor(objects: Iterable<KvObject> = [], revision: Revision = 0) {
     super(new BTree<string, KvObject>(undefined, compareKeys), revision);
-    for (const object of objects) this.tree.set(object.key, object);
+    for (const object of objects) this.tree.set(object.key, encoded(object));
   }
 
   override get revision(): Revision {
@@ -128,7 +144,7 @@ export class KeyStore extends TreeReader {
   }
 
   set(object: KvObject): void {
-    this.tree.set(object.key, object);
+    this.tree.set(object.key, encoded(object));
   }
 
   /** Removes `key`; returns whether it was present. */
@@ -216,9 +232,13 @@ export class FetchedPage implements KeyReader {
   list(prefix: string, options: ListOptions = {}): ListPage {
     const start = options.startKey;
     const from = start === undefined ? 0 : this.#items.findIndex((o) => compareKeys(o.key, start) >= 0);
-    const under = (from < 0 ? [] : this.#items.slice(from)).filter((o) => o.key.startsWith(prefix));
+    const under = (from < 0 ? [] : this.#items.slice(from)).filter((o) => isUnder(o.key, prefix));
     const limit = options.limit !== undefined && options.limit > 0 ? options.limit : under.length;
     const items = under.slice(0, limit);
     return { items, remaining: under.length - items.length + this.#remaining };
+  }
+
+  scan(prefix: string, startKey?: string): Iterable<KvObject> {
+    return this.list(prefix, startKey !== undefined ? { startKey } : {}).items;
   }
 }

@@ -20,6 +20,7 @@ import { Expired, HistoryChanged, TooLargeResourceVersion } from './errors.ts';
 import { Fanout, type SubscribeOptions, type Subscription } from './fanout.ts';
 import { EventHistory, type HistoryLimits } from './history.ts';
 import { type CacheMetrics, M, noMetrics, startTimer, terminationReason } from './metrics.ts';
+import { encoded } from './object.ts';
 import { KeyStore, type StoreSnapshot } from './store.ts';
 import type { CacheSink, Cancel, ChangeEvent, Clock, KvObject, Revision, RevisionBatch } from './types.ts';
 
@@ -314,16 +315,21 @@ export class WatchCache implements CacheSink {
    * authority. Feeds that send etcd's prevKv agree and pass through without a copy.
    */
   #applyEvent(event: ChangeEvent): ChangeEvent {
-    const key = event.object.key;
+    // Encoded once here (core/object.ts): the store, the history and every watcher's frame share it.
+    const object = encoded(event.object);
+    const key = object.key;
     const before = this.#store.get(key);
-    if (event.type === 'PUT') this.#store.set(event.object);
+    if (event.type === 'PUT') this.#store.set(object);
     else this.#store.delete(key);
     if (before !== undefined) this.#digest = removeEntry(this.#digest, before);
-    if (event.type === 'PUT') this.#digest = addEntry(this.#digest, event.object);
+    if (event.type === 'PUT') this.#digest = addEntry(this.#digest, object);
     const prev = event.prev;
-    if (before === undefined) return prev === undefined ? event : { type: event.type, object: event.object };
-    if (prev !== undefined && prev.modRevision === before.modRevision) return event;
-    return { type: event.type, object: event.object, prev: before };
+    if (before === undefined) {
+      return prev === undefined && object === event.object ? event : { type: event.type, object };
+    }
+    if (prev !== undefined && prev.modRevision === before.modRevision && object === event.object)
+      return event;
+    return { type: event.type, object, prev: before };
   }
 
   #advanced(): void {

@@ -69,7 +69,7 @@ export interface K8sListPage {
  * `remainingItemCount` is kept only without a selector (Kubernetes omits it then).
  */
 export function selectPage(
-  items: readonly KvObject[],
+  items: Iterable<KvObject>,
   request: K8sRead,
   continueToken: string | undefined,
   remaining: number | undefined,

@@ -237,7 +237,8 @@ function k8sShape(read: K8sRead, tier: ReadTier): ReadShape {
         body = build();
       } else {
         const key = `${page.reuse.shape}\u0000${read.bodyKey}`;
-        body = keptBodies.get(page.reuse.snapshot, key, page.items.length, build);
+        const items = Array.isArray(page.items) ? page.items.length : page.reuse.snapshot.size;
+        body = keptBodies.get(page.reuse.snapshot, key, items, build);
       }
       const headers = headersOf(info, read.table ? TABLE_CONTENT_TYPE : 'application/json');
       const counts = leftOutOf.get(body) ?? {};
