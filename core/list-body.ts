@@ -18,6 +18,8 @@ import type { KvObject } from './types.ts';
 
 /** A chunk leaves once it holds this many bytes. */
 export const CHUNK_BYTES = 64 * 1024;
+/** Room past a chunk's size in each buffer (buffers are zero-filled on allocation: keep it small). */
+const SLACK_BYTES = 16 * 1024;
 
 const utf8 = new TextEncoder();
 const EMPTY = new Uint8Array(0);
@@ -36,9 +38,17 @@ export class ChunkWriter {
   }
 
   bytes(bytes: Uint8Array): void {
-    this.#ensure(bytes.byteLength);
-    this.#buf.set(bytes, this.#pos);
-    this.#pos += bytes.byteLength;
+    const n = bytes.byteLength;
+    this.#ensure(n);
+    const buf = this.#buf;
+    let pos = this.#pos;
+    // The envelope's constants are a few bytes: a plain loop beats TypedArray.set's call there.
+    if (n <= 32) for (let i = 0; i < n; i++) buf[pos++] = bytes[i] as number;
+    else {
+      buf.set(bytes, pos);
+      pos += n;
+    }
+    this.#pos = pos;
   }
 
   /** `s` as UTF-8 (at most 3 bytes per UTF-16 unit; a lone surrogate becomes U+FFFD, as TextEncoder). */
@@ -73,10 +83,13 @@ export class ChunkWriter {
     return chunk.byteLength < CHUNK_BYTES / 2 ? chunk.slice() : chunk;
   }
 
-  /** Makes room for `n` more bytes: a buffer holds twice CHUNK_BYTES, or one large object. */
+  /**
+   * Makes room for `n` more bytes. A buffer holds a chunk and some slack, so the object that
+   * fills a chunk usually fits without a copy; a larger one grows it.
+   */
   #ensure(n: number): void {
     if (this.#pos + n <= this.#buf.byteLength) return;
-    const bigger = new Uint8Array(Math.max(CHUNK_BYTES * 2, this.#pos + n));
+    const bigger = new Uint8Array(Math.max(CHUNK_BYTES + SLACK_BYTES, this.#pos + n));
     bigger.set(this.#buf.subarray(0, this.#pos));
     this.#buf = bigger;
   }
