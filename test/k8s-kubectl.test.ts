@@ -119,6 +119,14 @@ for (const tier of ['edge', 'relay'] as const) {
       expect(rows(short.stdout).map((r) => r[0])).toEqual(['gear']);
     });
 
+    it('describes an object, with its (here: no) Events found by involvedObject field selectors', async () => {
+      const res = await k.run(['describe', 'cm', 'cart', '-n', 'shop']);
+      expect(res.stderr).toBe('');
+      expect(res.stdout).toMatch(/^Name:\s+cart$/m);
+      expect(res.stdout).toMatch(/^Namespace:\s+shop$/m);
+      expect(res.stdout).toMatch(/^Events:\s+<none>$/m);
+    });
+
     it('reports NotFound as the API server words it', async () => {
       const res = await k.run(['get', 'cm', 'missing', '-n', 'shop']);
       expect(res.code).toBe(1);

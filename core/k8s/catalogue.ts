@@ -144,3 +144,51 @@ export const NOT_RESOURCES: ReadonlySet<string> = new Set(['ranges', 'masterleas
 export function catalogueEntry(group: string, resource: string): CatalogueEntry | undefined {
   return CATALOGUE.find((e) => e.group === group && e.resource === resource);
 }
+
+/**
+ * The field selectors Kubernetes supports beyond `metadata.name` and `metadata.namespace`, by
+ * built-in resource (`group/resource`; each kind's selectable fields in kubernetes/pkg/registry).
+ * `kubectl describe` lists an object's Events with `involvedObject.*`.
+ */
+export const FIELD_LABELS: ReadonlyMap<string, ReadonlySet<string>> = new Map(
+  (
+    [
+      [
+        '/events',
+        [
+          'involvedObject.kind',
+          'involvedObject.namespace',
+          'involvedObject.name',
+          'involvedObject.uid',
+          'involvedObject.apiVersion',
+          'involvedObject.resourceVersion',
+          'involvedObject.fieldPath',
+          'reason',
+          'reportingComponent',
+          'source',
+          'type',
+        ],
+      ],
+      [
+        '/pods',
+        [
+          'spec.nodeName',
+          'spec.restartPolicy',
+          'spec.schedulerName',
+          'spec.serviceAccountName',
+          'spec.hostNetwork',
+          'status.phase',
+          'status.podIP',
+          'status.nominatedNodeName',
+        ],
+      ],
+      ['/secrets', ['type']],
+      ['/namespaces', ['status.phase']],
+      ['/nodes', ['spec.unschedulable']],
+      ['/replicationcontrollers', ['status.replicas']],
+      ['apps/replicasets', ['status.replicas']],
+      ['batch/jobs', ['status.successful']],
+      ['certificates.k8s.io/certificatesigningrequests', ['spec.signerName']],
+    ] as const
+  ).map(([resource, fields]): [string, ReadonlySet<string>] => [resource, new Set<string>(fields)]),
+);

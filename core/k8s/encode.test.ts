@@ -33,6 +33,21 @@ const objects = [
     kind: 'Namespace',
     metadata: { name: 'default' },
   }),
+  stored('/registry/events/default/a.1', {
+    apiVersion: 'v1',
+    kind: 'Event',
+    metadata: { name: 'a.1', namespace: 'default' },
+    involvedObject: { kind: 'ConfigMap', name: 'a', namespace: 'default' },
+    type: 'Normal',
+    count: 2,
+  }),
+  stored('/registry/events/default/b.1', {
+    apiVersion: 'v1',
+    kind: 'Event',
+    metadata: { name: 'b.1', namespace: 'default' },
+    involvedObject: { kind: 'ConfigMap', name: 'b', namespace: 'default' },
+    type: 'Warning',
+  }),
 ];
 const store = storeOf(objects, 200);
 const table = deriveResources(store);
@@ -150,6 +165,20 @@ describe('lists', () => {
       'default/a',
       'prod/a',
     ]);
+  });
+
+  it("filter Events by the fields Kubernetes supports for them (kubectl describe's involvedObject.*)", () => {
+    const events = (selector: string) =>
+      listPage(
+        read('/api/v1/namespaces/default/events', `fieldSelector=${encodeURIComponent(selector)}`),
+      ).views.map((v) => v.name);
+    expect(events('involvedObject.name=a,involvedObject.kind=ConfigMap')).toEqual(['a.1']);
+    expect(events('type!=Normal')).toEqual(['b.1']);
+    expect(events('involvedObject.uid=')).toEqual(['a.1', 'b.1']);
+    expect(() => read('/api/v1/namespaces/default/events', 'fieldSelector=involvedObject.color%3Dx')).toThrow(
+      'field label not supported: involvedObject.color',
+    );
+    expect(() => read('/api/v1/configmaps', 'fieldSelector=involvedObject.name%3Da')).toThrow(BadRequest);
   });
 
   it('page by keys with limit and continue: pages may hold fewer objects, none is lost or repeated', () => {

@@ -26,6 +26,8 @@ export interface K8sView extends SelectorSubject {
   readonly kind: string;
   readonly uid: string | undefined;
   readonly creationTimestamp: string | undefined;
+  /** Another field's value for field selectors (`spec.nodeName`); '' when absent. */
+  readonly field: (path: string) => string;
   /** The value as parsed, with `metadata.resourceVersion` set to the key's modRevision. */
   readonly body: Readonly<Record<string, unknown>>;
 }
@@ -109,8 +111,23 @@ function parse(kv: KvObject): Entry {
     uid: typeof uid === 'string' ? uid : undefined,
     creationTimestamp: typeof creationTimestamp === 'string' ? creationTimestamp : undefined,
     body: { ...value, metadata: served },
+    field: (path) => fieldValue(value, path),
   };
   return { view, reason: undefined };
+}
+
+/**
+ * A dotted path's value as a field selector compares it: a string as it is, a number or boolean
+ * spelled out, '' when absent.
+ */
+function fieldValue(object: Record<string, unknown>, path: string): string {
+  let at: unknown = object;
+  for (const part of path.split('.')) {
+    if (!isRecord(at)) return '';
+    at = at[part];
+  }
+  if (typeof at === 'string') return at;
+  return typeof at === 'number' || typeof at === 'boolean' ? String(at) : '';
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -14,6 +14,7 @@
  */
 import { BadRequest, NotFound } from '../errors.ts';
 import { type ParseOptions, type ReadRequest, readRequestFor } from '../request.ts';
+import { FIELD_LABELS } from './catalogue.ts';
 import {
   checkSegment,
   DEFAULT_ROOT,
@@ -148,7 +149,8 @@ export function parseK8sRead(
   // A namespaced resource is read in a namespace or across all; a cluster-scoped one never in one.
   if (route.namespace !== undefined && !info.namespaced) throw notFound();
   if (route.name !== undefined && route.namespace === undefined && info.namespaced) throw notFound();
-  const selector = parseSelector(single(query, 'labelSelector'), single(query, 'fieldSelector'));
+  const fieldLabels = FIELD_LABELS.get(`${info.group}/${info.resource}`);
+  const selector = parseSelector(single(query, 'labelSelector'), single(query, 'fieldSelector'), fieldLabels);
   const scope = route.namespace === undefined ? info.keyPrefix : `${info.keyPrefix}${route.namespace}/`;
   const watch = ['true', '1', 't', 'True', 'TRUE'].includes(query.get('watch') ?? '');
   const target = route.name !== undefined && !watch ? { key: `${scope}${route.name}` } : { prefix: scope };
@@ -162,7 +164,11 @@ export function parseK8sRead(
     name,
     selector:
       name !== undefined && watch
-        ? parseSelector(single(query, 'labelSelector'), joinFields(single(query, 'fieldSelector'), name))
+        ? parseSelector(
+            single(query, 'labelSelector'),
+            joinFields(single(query, 'fieldSelector'), name),
+            fieldLabels,
+          )
         : selector,
     table: wantsTable(accept),
     bodyKey: [

@@ -12,8 +12,10 @@
  *
  * `!=` and `notin` also match objects that lack the label; `key` and `!key` test presence. Keys
  * are `[prefix/]name` (prefix a DNS subdomain, name ≤ 63 of `[A-Za-z0-9._-]`, alphanumeric at both
- * ends); values are empty or the same shape as a name. Field selectors support `metadata.name`
- * and `metadata.namespace` with `=`, `==` and `!=`, the two fields every resource has.
+ * ends); values are empty or the same shape as a name. Field selectors take `=`, `==` and `!=` on
+ * `metadata.name` and `metadata.namespace`, which every resource has, and on the fields
+ * Kubernetes supports for some built-in kinds (an Event's `involvedObject.name`, a Pod's
+ * `spec.nodeName`: catalogue.ts); a field the object lacks compares as the empty string.
  */
 import { BadRequest } from '../errors.ts';
 
@@ -22,6 +24,8 @@ export interface SelectorSubject {
   readonly name: string;
   readonly namespace: string | undefined;
   readonly labels: Readonly<Record<string, string>>;
+  /** Another field's value as a field selector compares it (`spec.nodeName`); '' when absent. */
+  field?(path: string): string;
 }
 
 export type LabelRequirement =
@@ -29,7 +33,8 @@ export type LabelRequirement =
   | { readonly op: 'in' | 'notIn'; readonly key: string; readonly values: readonly string[] };
 
 export type FieldRequirement = {
-  readonly field: 'metadata.name' | 'metadata.namespace';
+  /** `metadata.name`, `metadata.namespace`, or a field the resource supports (catalogue.ts). */
+  readonly field: string;
   readonly op: 'equals' | 'notEquals';
   readonly value: string;
 };
@@ -50,9 +55,10 @@ const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0
 export function parseSelector(
   labelSelector: string | undefined,
   fieldSelector: string | undefined,
+  moreFields: ReadonlySet<string> = NO_FIELDS,
 ): Selector {
   const labels = labelSelector === undefined ? [] : parseLabelSelector(labelSelector);
-  const fields = fieldSelector === undefined ? [] : parseFieldSelector(fieldSelector);
+  const fields = fieldSelector === undefined ? [] : parseFieldSelector(fieldSelector, moreFields);
   return {
     labels,
     fields,
@@ -77,7 +83,12 @@ export function labelMatches(r: LabelRequirement, labels: Readonly<Record<string
 }
 
 function fieldMatches(r: FieldRequirement, subject: SelectorSubject): boolean {
-  const actual = (r.field === 'metadata.name' ? subject.name : subject.namespace) ?? '';
+  const actual =
+    r.field === 'metadata.name'
+      ? subject.name
+      : r.field === 'metadata.namespace'
+        ? (subject.namespace ?? '')
+        : (subject.field?.(r.field) ?? '');
   return r.op === 'equals' ? actual === r.value : actual !== r.value;
 }
 
@@ -232,8 +243,9 @@ function validValue(value: string): string {
 // ---- fields -------------------------------------------------------------------------------
 
 const FIELDS = new Set(['metadata.name', 'metadata.namespace']);
+const NO_FIELDS: ReadonlySet<string> = new Set();
 
-function parseFieldSelector(text: string): FieldRequirement[] {
+function parseFieldSelector(text: string, moreFields: ReadonlySet<string>): FieldRequirement[] {
   const requirements: FieldRequirement[] = [];
   for (const part of text.split(',')) {
     const term = part.trim();
@@ -241,9 +253,11 @@ function parseFieldSelector(text: string): FieldRequirement[] {
     const match = /^([^=!]+?)\s*(==|!=|=)\s*(.*)$/.exec(term);
     if (match === null) throw new BadRequest(`invalid selector: '${text}'; can't understand '${term}'`);
     const [, field = '', op, value = ''] = match;
-    if (!FIELDS.has(field)) throw new BadRequest(`field label not supported: ${field}`);
+    if (!FIELDS.has(field) && !moreFields.has(field)) {
+      throw new BadRequest(`field label not supported: ${field}`);
+    }
     requirements.push({
-      field: field as FieldRequirement['field'],
+      field,
       op: op === '!=' ? 'notEquals' : 'equals',
       value: value.trim(),
     });
