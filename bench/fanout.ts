@@ -208,7 +208,8 @@ export async function benchFanout(ctx: SectionContext): Promise<SectionResult> {
       const stage = `${where}, ${n} watcher${n === 1 ? '' : 's'}, ${label}`;
       progress(`[7] ${stage}`);
       const profileIt =
-        profiling && ((n === 100 && label === 'max rate') || (n === 1_000 && label.includes('paced')));
+        profiling &&
+        ((n === 100 && label.includes('max')) || (n === 1_000 && label.startsWith(`${PACED_RATE} `)));
       const r = await runStage({
         client,
         etcdPid: etcd.pid ?? 0,
