@@ -57,6 +57,7 @@
 
 import { parseScopeTable, type ScopeTable } from './auth.ts';
 import type { Status } from './errors.ts';
+import { encoded } from './object.ts';
 import type { ChangeEvent, KvObject, Revision, RevisionBatch } from './types.ts';
 
 export const PROTOCOL_VERSION = 1;
@@ -387,11 +388,12 @@ function kvObject(value: unknown, path: string): KvObject {
   if ((o.value === undefined) === (o.valueBase64 === undefined)) {
     throw new ProtocolError(path, 'needs exactly one of value and valueBase64');
   }
-  if (o.value !== undefined)
-    return Object.freeze({ ...base, value: string(o.value, `${path}.value`), ...lease });
+  // Encoded as it arrives (core/object.ts): the replica's cache keeps this form, so a snapshot
+  // never holds a decoded and an encoded copy of every object at once.
+  if (o.value !== undefined) return encoded({ ...base, value: string(o.value, `${path}.value`), ...lease });
   const valueBase64 = string(o.valueBase64, `${path}.valueBase64`);
   if (!BASE64.test(valueBase64)) throw new ProtocolError(`${path}.valueBase64`, 'not base64');
-  return Object.freeze({ ...base, valueBase64, ...lease });
+  return encoded({ ...base, valueBase64, ...lease });
 }
 
 function changeEvent(value: unknown, path: string, batchRevision: Revision): ChangeEvent {

@@ -34,6 +34,7 @@
  * - `load()` of 100k rows (~0.5 KB) takes ~0.3–0.4 s; one small transaction ~20 µs.
  * Limit: a row (key + value) over 2 MB fails with SQLITE_TOOBIG (the call writes nothing).
  */
+import { encoded } from '../core/object.ts';
 import type { ChangeEvent, KvObject, Revision, RevisionBatch } from '../core/types.ts';
 
 /** Bumped whenever the tables change shape. A stored database of another version is wiped. */
@@ -386,22 +387,16 @@ function objectRow(o: KvObject): ObjectRow {
 /**
  * A frozen `KvObject` from a row, with the property order of `makeObject` (key, revisions,
  * version, value or valueBase64, lease): `JSON.stringify` of a loaded object equals that of the
- * object that was stored. One literal per shape keeps V8's hidden classes few.
+ * object that was stored. (An `EncodedObject` has one hidden class per shape.)
  */
 function rowObject([key, value, valueB64, createRevision, modRevision, version, lease]: ObjectRow): KvObject {
-  if (value !== null) {
-    return Object.freeze(
-      lease === null
-        ? { key, createRevision, modRevision, version, value }
-        : { key, createRevision, modRevision, version, value, lease },
-    );
-  }
-  const valueBase64 = valueB64 ?? '';
-  return Object.freeze(
+  // Encoded as it is loaded (core/object.ts): the cache keeps this form, so a load never holds a
+  // decoded and an encoded copy of every object at once.
+  const fields =
     lease === null
-      ? { key, createRevision, modRevision, version, valueBase64 }
-      : { key, createRevision, modRevision, version, valueBase64, lease },
-  );
+      ? { key, createRevision, modRevision, version }
+      : { key, createRevision, modRevision, version, lease };
+  return value !== null ? encoded({ ...fields, value }) : encoded({ ...fields, valueBase64: valueB64 ?? '' });
 }
 
 /**
