@@ -55,14 +55,14 @@ export async function benchMemory(ctx: SectionContext): Promise<SectionResult> {
     const relayPer = (large.relayHeapBytes - small.relayHeapBytes) / span;
     const replicaPer = (large.replicaHeapBytes - small.replicaHeapBytes) / span;
     const keyBytes = keyFor(`/registry/mem${large.objects}/`, 0).length;
-    const budget = 1.5 * (keyBytes + VALUE_BYTES) + 200;
+    const budget = 1.25 * (keyBytes + VALUE_BYTES) + 64;
     out.details.keyBytes = keyBytes;
     out.details.valueBytes = VALUE_BYTES;
     out.figure({
       name: `relay heap per cached object (key ${keyBytes} B + value ${VALUE_BYTES} B)`,
       value: Math.round(relayPer),
       unit: 'B',
-      target: `≤ 1.5×(key+value)+200 = ${Math.round(budget)} B`,
+      target: `≤ 1.25×(key+value)+64 = ${Math.round(budget)} B`,
       met: relayPer <= budget,
       note: `slope ${small.objects}→${large.objects}; absolute at ${large.objects}: ${Math.round(large.relayHeapBytes / large.objects)} B/object; cache load ${Math.round(large.loadMs)} ms; RSS ${Math.round(large.rssBytes / 2 ** 20)} MB`,
     });
