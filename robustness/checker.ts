@@ -91,6 +91,8 @@ export interface CheckStats {
   /** Informers (robustness/informer-check.ts): syncs compared with etcd's state, handler calls replayed. */
   informerSyncs: number;
   informerChanges: number;
+  /** Of the syncs, those judged as a resume into a later, unbumped history (README's limit). */
+  informerSpliced: number;
 }
 
 export interface CheckResult {
@@ -121,6 +123,7 @@ export function checkRun(run: RunRecord): CheckResult {
     expiries: {},
     informerSyncs: 0,
     informerChanges: 0,
+    informerSpliced: 0,
   };
   const epochs = run.epochs ?? [];
   const histories = [
@@ -143,6 +146,7 @@ export function checkRun(run: RunRecord): CheckResult {
   violations.push(...informers.violations);
   stats.informerSyncs = informers.stats.syncsChecked;
   stats.informerChanges = informers.stats.changes;
+  stats.informerSpliced = informers.stats.splicedSyncs;
   if (histories.length === 1) {
     const truth = histories[0]?.truth as Truth;
     checkReads(truth, run.reads, violations, stats);
@@ -232,6 +236,7 @@ function emptyStats(): CheckStats {
     expiries: {},
     informerSyncs: 0,
     informerChanges: 0,
+    informerSpliced: 0,
   };
 }
 

@@ -154,3 +154,95 @@ describe('checkInformersAcrossHistories', () => {
     ).toEqual(['informer-state']);
   });
 });
+
+describe('checkInformersAcrossHistories: a resume across an unbumped history change', () => {
+  const object = (key: string, value: string, createRevision: number, modRevision: number, version = 1) => ({
+    key,
+    value,
+    createRevision,
+    modRevision,
+    version,
+  });
+  /** etcd wiped at time 100 (settled 110): revisions 2..5 again, with other changes. */
+  const wiped = () => {
+    const b2 = object('/w/b', 'B', 2, 2);
+    const a4 = object('/w/a', 'B', 4, 4);
+    const truth = new Truth({
+      revisions: [
+        { revision: 2, events: [{ type: 'PUT', key: '/w/b', object: b2 }], at: 101 },
+        { revision: 3, events: [{ type: 'PUT', key: '/w/x', object: object('/w/x', 'B', 3, 3) }], at: 102 },
+        { revision: 4, events: [{ type: 'PUT', key: '/w/a', object: a4 }], at: 103 },
+        { revision: 5, events: [{ type: 'DELETE', key: '/w/b', prev: b2 }], at: 104 },
+      ],
+      head: 5,
+      compactions: [],
+    });
+    return { truth, a4, b5: { ...b2, modRevision: 5, version: 0 } };
+  };
+  const check = (histories: Parameters<typeof checkInformersAcrossHistories>[0], e: InformerEntry[]) =>
+    checkInformersAcrossHistories(histories, [{ name: 'i', target: 'edge', prefix: P, entries: e }], 5_000);
+
+  it('accepts the old state at the resume revision with the new history changes after it, until a relist', () => {
+    const before = history();
+    const after = wiped();
+    const histories = [
+      { truth: before.truth, startedAt: Number.NEGATIVE_INFINITY, settledAt: Number.NEGATIVE_INFINITY },
+      { truth: after.truth, startedAt: 100, settledAt: 110 },
+    ];
+    // Listed at 3 in the old history; its watch resumed after 3 from a tier on the wiped one.
+    const listed: InformerEntry[] = [
+      { op: 'list' },
+      { op: 'add', object: before.obj(3, '/w/a') },
+      { op: 'add', object: before.obj(3, '/w/b') },
+      { op: 'sync', revision: 3, at: 50 },
+    ];
+    const resumed: InformerEntry[] = [
+      { op: 'update', object: after.a4 },
+      { op: 'sync', revision: 4, at: 200 },
+      { op: 'delete', object: after.b5 },
+      { op: 'sync', revision: 5, at: 200 },
+    ];
+    const ok = check(histories, [...listed, ...resumed]);
+    expect(ok.violations).toEqual([]);
+    expect(ok.stats.splicedSyncs).toBe(2);
+    // Any other store is still wrong: here the delete at 5 is missing.
+    expect(
+      check(histories, [...listed, ...resumed.slice(0, 2), resumed[3] as InformerEntry]).violations.map(
+        (v) => v.kind,
+      ),
+    ).toEqual(['informer-state']);
+    // A relist ends it: the same store claimed by a list matches no history.
+    expect(
+      check(histories, [
+        ...listed,
+        ...resumed,
+        { op: 'list' },
+        { op: 'sync', revision: 5, at: 300 },
+      ]).violations.map((v) => v.kind),
+    ).toEqual(['informer-state']);
+  });
+
+  it('does not accept it into a history restored with --bump-revision', () => {
+    const before = history();
+    const a101 = object('/w/a', 'B', 101, 101);
+    const bumped = new Truth({
+      base: { revision: 100, objects: [] },
+      revisions: [{ revision: 101, events: [{ type: 'PUT', key: '/w/a', object: a101 }], at: 111 }],
+      head: 101,
+      compactions: [{ revision: 100, at: 100 }],
+    });
+    const histories = [
+      { truth: before.truth, startedAt: Number.NEGATIVE_INFINITY, settledAt: Number.NEGATIVE_INFINITY },
+      { truth: bumped, startedAt: 100, settledAt: 110 },
+    ];
+    const entries: InformerEntry[] = [
+      { op: 'list' },
+      { op: 'add', object: before.obj(3, '/w/a') },
+      { op: 'add', object: before.obj(3, '/w/b') },
+      { op: 'sync', revision: 3, at: 50 },
+      { op: 'update', object: a101 },
+      { op: 'sync', revision: 101, at: 200 },
+    ];
+    expect(check(histories, entries).violations.map((v) => v.kind)).toEqual(['informer-state']);
+  });
+});

@@ -44,6 +44,11 @@ export interface InformerStats {
   /** Handler calls replayed. */
   changes: number;
   snapshots: number;
+  /**
+   * Syncs that matched no history but exactly the documented splice: an old history's state with
+   * a later, unbumped one's changes after the revision the informer resumed from.
+   */
+  splicedSyncs: number;
 }
 
 /** Reported per informer at most; the first ones say what went wrong. */
@@ -54,7 +59,13 @@ export function checkInformers(
   records: readonly InformerRecord[],
 ): { violations: InformerViolation[]; stats: InformerStats } {
   const violations: InformerViolation[] = [];
-  const stats: InformerStats = { informers: records.length, syncsChecked: 0, changes: 0, snapshots: 0 };
+  const stats: InformerStats = {
+    informers: records.length,
+    syncsChecked: 0,
+    changes: 0,
+    snapshots: 0,
+    splicedSyncs: 0,
+  };
   for (const record of records) checkOne(truth, record, violations, stats);
   return { violations, stats };
 }
@@ -186,6 +197,14 @@ export interface HistoryWindow {
  * then, or left less than `graceMs` before), and the store must equal one of them at that
  * revision in full. Handler calls must still fit the store; only a relist (after a tier said the
  * history changed) may move keys, and the sync that ends it, back.
+ *
+ * One store is judged otherwise, README's "What it cannot guarantee without `--bump-revision`":
+ * an informer whose last matching sync was at R0 in history A and which, without relisting,
+ * resumed its watch after R0 from a tier on a later history B that also has R0 (B starts at or
+ * below R0: a wipe, or a restore without `--bump-revision`) gets B's changes after R0 on top of
+ * A's state at R0, and no revision number could have told it. Until its next relist, such a sync
+ * must equal exactly that splice (A at R0, then B's changes in (R0, R]); anything else, and any
+ * splice into a bumped history (which starts above R0), is still `informer-state`.
  */
 export function checkInformersAcrossHistories(
   histories: readonly HistoryWindow[],
@@ -193,7 +212,13 @@ export function checkInformersAcrossHistories(
   graceMs: number,
 ): { violations: InformerViolation[]; stats: InformerStats } {
   const violations: InformerViolation[] = [];
-  const stats: InformerStats = { informers: records.length, syncsChecked: 0, changes: 0, snapshots: 0 };
+  const stats: InformerStats = {
+    informers: records.length,
+    syncsChecked: 0,
+    changes: 0,
+    snapshots: 0,
+    splicedSyncs: 0,
+  };
   for (const record of records) {
     const refs = [`informer:${record.name}`];
     let reported = 0;
@@ -203,9 +228,15 @@ export function checkInformersAcrossHistories(
     const held = new Map<string, ModelObject>();
     let lastSync = 0;
     let listing = false;
+    /** The histories the last matching sync fitted, and its revision (none since the last relist). */
+    let lastFit: { readonly histories: readonly number[]; readonly revision: number } | undefined;
+    /** Splices of A at R0 with a later B's changes after R0 (see above), advanced lazily. */
+    let splices: Splice[] | undefined;
     for (const entry of record.entries) {
       if (entry.op === 'list') {
         listing = true;
+        lastFit = undefined;
+        splices = undefined;
         continue;
       }
       if (entry.op === 'snapshot') continue; // copies are compared by the single-history check
@@ -227,17 +258,84 @@ export function checkInformersAcrossHistories(
         .sort((a, b) => compareKeys(a.key, b.key))
         .map(objectText)
         .join('\n');
-      const fits = candidates.some(
-        (h) => R <= h.truth.head && h.truth.listAt(record.prefix, R).map(objectText).join('\n') === mine,
+      const fitting = histories.flatMap((h, i) =>
+        candidates.includes(h) &&
+        R <= h.truth.head &&
+        h.truth.listAt(record.prefix, R).map(objectText).join('\n') === mine
+          ? [i]
+          : [],
       );
       stats.syncsChecked++;
-      if (!fits) {
-        fail(
-          'informer-state',
-          `at ${R} the store (${held.size} keys) matched none of the ${candidates.length} histories in effect`,
-        );
+      if (fitting.length > 0) {
+        if (!splices) lastFit = { histories: fitting, revision: R };
+        continue;
       }
+      if (!splices && lastFit) splices = unboundSplices(histories, record.prefix, lastFit);
+      const spliced = splices?.some(
+        (s) => candidates.includes(s.into) && R <= s.into.truth.head && spliceText(s, R) === mine,
+      );
+      if (spliced) {
+        stats.splicedSyncs++;
+        continue;
+      }
+      fail(
+        'informer-state',
+        `at ${R} the store (${held.size} keys) matched none of the ${candidates.length} histories in effect${
+          splices?.length ? ' (nor a resume into a later, unbumped one)' : ''
+        }`,
+      );
     }
   }
   return { violations, stats };
+}
+
+/** History A's state under a prefix at `from`, with history `into`'s changes after it up to `at`. */
+interface Splice {
+  readonly into: HistoryWindow;
+  readonly prefix: string;
+  readonly state: Map<string, ModelObject>;
+  at: number;
+}
+
+/**
+ * The splices an informer whose last matching sync fitted `lastFit` could be in without being
+ * told: into each later history that also has that revision (it starts at or below it).
+ */
+function unboundSplices(
+  histories: readonly HistoryWindow[],
+  prefix: string,
+  lastFit: { readonly histories: readonly number[]; readonly revision: number },
+): Splice[] {
+  const R0 = lastFit.revision;
+  const out: Splice[] = [];
+  for (const a of lastFit.histories) {
+    const from = histories[a];
+    if (!from) continue;
+    for (const into of histories.slice(a + 1)) {
+      if (into.truth.baseRevision > R0 || into.truth.head < R0) continue;
+      out.push({
+        into,
+        prefix,
+        state: new Map(from.truth.listAt(prefix, R0).map((o) => [o.key, o])),
+        at: R0,
+      });
+    }
+  }
+  return out;
+}
+
+/** The splice's store at `at` (≥ every earlier call's), as the comparison text. */
+function spliceText(s: Splice, at: number): string {
+  for (let r = s.into.truth.nextPrefixRevision(s.prefix, s.at); r !== undefined && r <= at; ) {
+    for (const e of s.into.truth.eventsAt(s.prefix, r)) {
+      if (e.type === 'PUT' && e.object) s.state.set(e.key, e.object);
+      else s.state.delete(e.key);
+    }
+    r = s.into.truth.nextPrefixRevision(s.prefix, r);
+  }
+  s.at = Math.max(s.at, at);
+  return [...s.state.values()]
+    .sort((a, b) => compareKeys(a.key, b.key))
+    .map(objectText)
+    .join('\n');
 }

@@ -406,7 +406,7 @@ export function summaryLine(s: RunSummary): string {
     `ops=${w.puts + w.deletes + w.txns + w.leasePuts} (put ${w.puts}, delete ${w.deletes}, txn ${w.txns}, lease ${w.leasePuts}, failed ${w.failed}, compactions ${w.compactions}); ` +
     `reads=${s.reads} (checked ${s.stats.readsChecked}, tolerated ${s.stats.readsTolerated}; served by ${tiers}); ` +
     `watch sessions=${s.sessions} events=${s.watchEvents} (checked ${s.stats.eventsChecked} live + ${s.stats.initialEventsChecked} initial, ${s.stats.bookmarks} bookmarks, 410s: ${expiries}); ` +
-    `informers=${s.record.informers?.length ?? 0} (syncs checked ${s.stats.informerSyncs}, changes ${s.stats.informerChanges}); ` +
+    `informers=${s.record.informers?.length ?? 0} (syncs checked ${s.stats.informerSyncs}, of them resumed into an unbumped history ${s.stats.informerSpliced}, changes ${s.stats.informerChanges}); ` +
     `faults: ${faults}; ${selfCheckLine(s.selfChecks)}; violations=${s.violations.length}`
   );
 }
