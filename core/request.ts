@@ -109,7 +109,8 @@ export const MAX_TIMEOUT_SECONDS = 86_400;
 
 const KV_PATH = '/v1/kv/';
 const LIST_PATH = '/v1/list/';
-const KNOWN_PARAMS = [
+/** The query parameters of a read (API.md); a write accepts none of them. */
+export const READ_PARAMS = [
   'resourceVersion',
   'resourceVersionMatch',
   'limit',
@@ -119,7 +120,7 @@ const KNOWN_PARAMS = [
   'sendInitialEvents',
   'timeoutSeconds',
 ] as const;
-type Params = Partial<Record<(typeof KNOWN_PARAMS)[number], string>>;
+type Params = Partial<Record<(typeof READ_PARAMS)[number], string>>;
 
 /**
  * Parses `rawPath` (still percent-encoded, without the query) and `query` into a `ReadRequest`.
@@ -310,7 +311,7 @@ function parseBool(name: string, text: string | undefined): boolean | undefined 
 
 function knownParams(query: URLSearchParams): Params {
   const params: Params = {};
-  for (const name of KNOWN_PARAMS) {
+  for (const name of READ_PARAMS) {
     const values = query.getAll(name);
     if (values.length > 1) throw new BadRequest(`parameter ${name} given more than once`);
     const value = values[0];

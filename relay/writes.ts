@@ -36,7 +36,7 @@ import {
 import { errorResponse, etagOf } from '../core/format.ts';
 import { M, type MetricsSink, noMetrics } from '../core/metrics.ts';
 import { deletedObject } from '../core/object.ts';
-import { decodePathRest, exposedPrefixFor } from '../core/request.ts';
+import { decodePathRest, exposedPrefixFor, READ_PARAMS } from '../core/request.ts';
 import { type Clock, type KvObject, type Revision, systemClock } from '../core/types.ts';
 import { kvToObject } from './etcd/lister.ts';
 import type { Logger } from './log.ts';
@@ -63,16 +63,6 @@ export interface WriteRequest {
 }
 
 const KV_PATH = '/v1/kv/';
-const READ_PARAMS = [
-  'resourceVersion',
-  'resourceVersionMatch',
-  'limit',
-  'continue',
-  'watch',
-  'allowWatchBookmarks',
-  'sendInitialEvents',
-  'timeoutSeconds',
-];
 
 /**
  * Parses a write's method, raw path (still percent-encoded), query and precondition headers.

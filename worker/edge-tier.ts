@@ -5,12 +5,12 @@
  */
 import type { Authorizer } from '../core/auth.ts';
 import { ServiceUnavailable } from '../core/errors.ts';
-import { errorResponse } from '../core/format.ts';
 import type { MetricsSink } from '../core/metrics.ts';
 import type { ReadTier } from '../core/read-api.ts';
 import type { Clock } from '../core/types.ts';
 import type { WatchCache } from '../core/watch-cache.ts';
 import type { EdgeSettings } from './env.ts';
+import { forwardToRelay } from './forward.ts';
 import { edgeLog } from './log.ts';
 import { authorizeAndLimit, type RateLimiter } from './rate-limit.ts';
 import type { RelayLink } from './relay-link.ts';
@@ -78,16 +78,9 @@ export function edgeTier(options: EdgeTierOptions): ReadTier {
 }
 
 /** Sends `raw` on to the relay with the client's headers that matter; 503 if it is unreachable. */
-async function forward(relayUrl: string, raw: Request): Promise<Response> {
-  const url = new URL(raw.url);
-  const headers = new Headers();
-  for (const name of FORWARDED_HEADERS) {
-    const value = raw.headers.get(name);
-    if (value !== null) headers.set(name, value);
-  }
-  try {
-    return await fetch(`${relayUrl}${url.pathname}${url.search}`, { headers, signal: raw.signal });
-  } catch {
-    return errorResponse(new ServiceUnavailable('the relay is unreachable from the edge'), 'edge');
-  }
+function forward(relayUrl: string, raw: Request): Promise<Response> {
+  return forwardToRelay(relayUrl, raw, {
+    headers: FORWARDED_HEADERS,
+    unreachable: 'the relay is unreachable from the edge',
+  });
 }

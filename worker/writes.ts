@@ -7,34 +7,16 @@
  * A read at the edge with `resourceVersion=<the write's X-Resource-Version>` then waits for the
  * replica to reach the write, like any NotOlderThan read (read-your-writes).
  */
-import { ServiceUnavailable } from '../core/errors.ts';
-import { errorResponse } from '../core/format.ts';
+import { forwardToRelay } from './forward.ts';
 
 /** The client's headers that a write carries on to the relay. */
 const FORWARDED_HEADERS = ['authorization', 'content-type', 'if-match', 'if-none-match'];
 
-export async function forwardWrite(relayUrl: string, raw: Request): Promise<Response> {
-  const url = new URL(raw.url);
-  const headers = new Headers();
-  for (const name of FORWARDED_HEADERS) {
-    const value = raw.headers.get(name);
-    if (value !== null) headers.set(name, value);
-  }
-  try {
-    // Streamed, not buffered: the relay enforces the size limit as it reads (413).
-    return await fetch(`${relayUrl.replace(/\/$/, '')}${url.pathname}${url.search}`, {
-      method: raw.method,
-      headers,
-      body: raw.body,
-      signal: raw.signal,
-    });
-  } catch {
-    // Never retried: the relay may have applied the write before the connection failed.
-    return errorResponse(
-      new ServiceUnavailable(
-        'the edge lost its connection to the relay; the write may or may not have been applied',
-      ),
-      'edge',
-    );
-  }
+export function forwardWrite(relayUrl: string, raw: Request): Promise<Response> {
+  // Never retried: the relay may have applied the write before the connection failed.
+  return forwardToRelay(relayUrl, raw, {
+    headers: FORWARDED_HEADERS,
+    withBody: true,
+    unreachable: 'the edge lost its connection to the relay; the write may or may not have been applied',
+  });
 }
