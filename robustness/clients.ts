@@ -271,7 +271,11 @@ export class Watcher {
     let target = rng.pick(this.#ctx.targets);
     let resume: number | undefined;
     for (let n = 0; !this.#ctx.stopped() && n < 100_000; n++) {
-      if (rng.chance(0.3)) target = rng.pick(this.#ctx.targets);
+      const targets = this.#ctx.targets;
+      if (rng.chance(0.3)) target = rng.pick(targets);
+      // Every fourth session moves on to the next tier anyway, so each run resumes watches at
+      // the other tier in both directions, whatever the random picks were.
+      else if (n % 4 === 3) target = targets[(targets.indexOf(target) + 1) % targets.length] ?? target;
       let start: WatchStart;
       const query: Record<string, string | number | undefined> = { watch: 'true' };
       if (resume !== undefined) {
