@@ -40,6 +40,8 @@ interface ScriptedWatch {
 class Server {
   readonly requests: URL[] = [];
   readonly lists: (() => Response)[] = [];
+  /** Answers for the next watches instead of a stream (a Status the tier refused them with). */
+  readonly watchRefusals: (() => Response)[] = [];
   readonly watches: ScriptedWatch[] = [];
   #watchWaiters: ((w: ScriptedWatch) => void)[] = [];
 
@@ -47,6 +49,8 @@ class Server {
     const url = new URL(String(input));
     this.requests.push(url);
     if (url.searchParams.get('watch') === 'true') {
+      const refusal = this.watchRefusals.shift();
+      if (refusal) return refusal();
       let controller!: ReadableStreamDefaultController<Uint8Array>;
       const body = new ReadableStream<Uint8Array>({ start: (c) => (controller = c) });
       const encoder = new TextEncoder();
@@ -262,6 +266,66 @@ describe('Informer', () => {
       'add /registry/c 11',
     ]);
     expect(informer.stats.historyChanges).toBe(1);
+    await informer.stop();
+  });
+
+  it('after a watch finds no tier at its revision, relists the most recent state and takes an older answer as a new history', async () => {
+    const { server, clock, informer, recorded } = setup();
+    server.lists.push(listAnswer(807, [obj('a', 800), obj('b', 805)]));
+    informer.start();
+    const first = await server.nextWatch(0);
+    first.cut(); // away while etcd is wiped: no tier is left to end its watch with a 410
+    server.watchRefusals.push(() =>
+      Response.json(
+        {
+          kind: 'Status',
+          status: 'Failure',
+          code: 504,
+          reason: 'Timeout',
+          message: 'Too large resource version: 807, current: 67',
+          details: { causes: [{ reason: 'ResourceVersionTooLarge', message: 'Too large resource version' }] },
+        },
+        { status: 504 },
+      ),
+    );
+    server.lists.push(listAnswer(67, [obj('a', 60), obj('c', 66)]));
+    await backOff(clock); // after the cut
+    await backOff(clock); // after the 504
+    const next = await server.nextWatch(1);
+    expect(next.url.searchParams.get('resourceVersion')).toBe('67');
+    const lists = server.requests.filter((u) => u.searchParams.get('watch') !== 'true');
+    expect(lists[1]?.searchParams.has('resourceVersion')).toBe(false); // most recent, not "any"
+    expect(keys(informer)).toEqual(['/registry/a@60', '/registry/c@66']);
+    expect(recorded.syncs).toEqual([807, 67]);
+    expect(informer.stats.tooLarge).toBe(1);
+    expect(informer.stats.historyChanges).toBe(1);
+    await informer.stop();
+  });
+
+  it('after a watch finds no tier at its revision, keeps a most-recent answer at or above it as the same history', async () => {
+    const { server, clock, informer, recorded } = setup();
+    server.lists.push(listAnswer(40, [obj('a', 30)]));
+    informer.start();
+    (await server.nextWatch(0)).cut();
+    server.watchRefusals.push(() =>
+      Response.json(
+        {
+          kind: 'Status',
+          status: 'Failure',
+          code: 504,
+          reason: 'Timeout',
+          message: 'Too large resource version',
+          details: { causes: [{ reason: 'ResourceVersionTooLarge', message: 'Too large resource version' }] },
+        },
+        { status: 504 },
+      ),
+    );
+    server.lists.push(listAnswer(45, [obj('a', 44)]));
+    await backOff(clock);
+    await backOff(clock);
+    expect((await server.nextWatch(1)).url.searchParams.get('resourceVersion')).toBe('45');
+    expect(recorded.syncs).toEqual([40, 45]);
+    expect(informer.stats.historyChanges).toBe(0);
     await informer.stop();
   });
 

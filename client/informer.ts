@@ -19,7 +19,10 @@
  *   not-older-than that revision; bookmarks below the held revision are ignored. The one
  *   exception: a 410 whose Status has the cause `HistoryChanged` (etcd was wiped or restored,
  *   API.md "Histories") says the held state belongs to no history etcd has, so the informer
- *   relists the most recent state, whatever its revision.
+ *   relists the most recent state, whatever its revision. Likewise when a watch is refused with
+ *   504 ResourceVersionTooLarge (no tier reached the held revision): it relists the most recent
+ *   state, and an answer below the held revision (a linearizable read cannot go back within one
+ *   history) is taken as the new history etcd holds.
  * - A `sync` event says the store holds exactly the prefix's state at that revision (every
  *   change up to it, none after): after each list, and whenever a revision is proven complete.
  * - Failures are retried forever with exponential backoff and jitter (at least what a
@@ -31,7 +34,13 @@ import { Backoff } from '../core/backoff.ts';
 import type { Clock, KvObject } from '../core/types.ts';
 import { systemClock } from '../core/types.ts';
 import type { EdgewatchClient, ListOptions } from './client.ts';
-import { EdgewatchError, isExpired, isHistoryChanged, StatusError } from './errors.ts';
+import {
+  EdgewatchError,
+  isExpired,
+  isHistoryChanged,
+  isTooLargeResourceVersion,
+  StatusError,
+} from './errors.ts';
 import { LocalStore } from './store.ts';
 import type { ChangeEvent, WatchEvent } from './watch.ts';
 
@@ -79,8 +88,13 @@ export interface InformerStats {
   watches: number;
   /** 410s that made it relist. */
   expired: number;
-  /** Of those, the ones that said etcd's history changed (see the class comment). */
+  /**
+   * History changes seen: 410s that said so, and most-recent relists below the held revision
+   * after a watch found no tier at it (see the class comment).
+   */
   historyChanges: number;
+  /** Watches refused with 504 ResourceVersionTooLarge (each makes it relist the most recent state). */
+  tooLarge: number;
   /** Change events applied (repeats after a resume are not counted). */
   changes: number;
   errors: number;
@@ -93,6 +107,7 @@ export class Informer {
     watches: 0,
     expired: 0,
     historyChanges: 0,
+    tooLarge: 0,
     changes: 0,
     errors: 0,
   };
@@ -113,6 +128,8 @@ export class Informer {
   #synced = false;
   /** A tier said etcd's history changed: the next list is most recent, whatever its revision. */
   #newHistory = false;
+  /** Set after a watch got 504 ResourceVersionTooLarge: the next list is a most-recent one. */
+  #probeHead = false;
   /** Every change up to this revision is in the store. */
   #confirmed = 0;
   /** The newest revision with changes applied but not yet proven complete, and its keys. */
@@ -221,6 +238,16 @@ export class Informer {
             this.#newHistory = true;
             behind = false;
           }
+        } else if (isTooLargeResourceVersion(error)) {
+          // No tier reached the revision held here. One that is merely behind catches up; but if
+          // etcd was wiped or restored without --bump-revision while this informer was away, no
+          // tier could say so, and the new history may never pass that revision soon. A
+          // most-recent list tells: it is linearizable, so an answer below the held revision
+          // proves etcd holds another history, and that answer is taken (see #list).
+          this.stats.tooLarge++;
+          mustList = true;
+          this.#probeHead = true;
+          behind = false;
         }
         this.#emit('error', error);
         const retryAfter = error instanceof StatusError ? (error.retryAfterSeconds ?? 0) * 1000 : 0;
@@ -234,24 +261,31 @@ export class Informer {
     this.stats.lists++;
     // After a history change what is held belongs to no history etcd has: any revision will do.
     const held = this.#newHistory ? 0 : this.revision;
+    const probeHead = this.#probeHead;
+    this.#probeHead = false;
     const initial = this.#options.initial ?? 'any';
-    const consistency: ListOptions = this.#newHistory
-      ? {}
-      : held > 0
-        ? behind
-          ? { minRevision: held }
-          : { any: true }
-        : initial === 'any'
-          ? { any: true }
-          : initial === 'latest'
-            ? {}
-            : { minRevision: initial.minRevision };
+    const consistency: ListOptions =
+      this.#newHistory || probeHead
+        ? {}
+        : held > 0
+          ? behind
+            ? { minRevision: held }
+            : { any: true }
+          : initial === 'any'
+            ? { any: true }
+            : initial === 'latest'
+              ? {}
+              : { minRevision: initial.minRevision };
     const result = await this.#client.list(this.prefix, {
       ...consistency,
       ...(this.#options.pageSize !== undefined ? { pageSize: this.#options.pageSize } : {}),
       signal: this.#abort.signal,
     });
-    if (result.revision < held) return false;
+    if (result.revision < held) {
+      if (!probeHead) return false;
+      // A linearizable answer below a revision etcd once reached: another history (see #run).
+      this.stats.historyChanges++;
+    }
     this.#newHistory = false;
     this.#replace(result.items, result.revision);
     return true;
