@@ -40,13 +40,25 @@ export interface Target {
   readonly agent: http.Agent;
 }
 
+/**
+ * How long a pooled connection may sit idle before the client drops it rather than reuse it.
+ * workerd closes an idle keep-alive connection after 5 s and says nothing of it (no
+ * `Keep-Alive: timeout=` hint, which node:http's server sends and the agent obeys), so a socket
+ * reused at ~5 s races that close: a request written just as workerd closes, or while this
+ * process was too busy to read the FIN, fails with `socket hang up` or ECONNRESET before the
+ * server saw it. The edge's leak check waits about KEEPALIVE_MS (5 s) between two fuzz runs,
+ * so the next run's first requests landed right on that close. Well under 5 s, so it never races.
+ */
+export const IDLE_SOCKET_MS = 2_000;
+
 /** A target for `url` with a keep-alive pool of `sockets` connections. */
 export function targetOf(url: string, sockets: number): Target {
   const u = new URL(url);
   return {
     host: u.hostname,
     port: Number(u.port),
-    agent: new http.Agent({ keepAlive: true, maxSockets: sockets }),
+    // `timeout` destroys a free socket idle that long; on a socket in use it only emits 'timeout'.
+    agent: new http.Agent({ keepAlive: true, maxSockets: sockets, timeout: IDLE_SOCKET_MS }),
   };
 }
 
