@@ -113,18 +113,7 @@ export interface CheckResult {
  */
 export function checkRun(run: RunRecord): CheckResult {
   const violations: Violation[] = [];
-  const stats: CheckStats = {
-    readsChecked: 0,
-    readsTolerated: 0,
-    sessions: 0,
-    eventsChecked: 0,
-    initialEventsChecked: 0,
-    bookmarks: 0,
-    expiries: {},
-    informerSyncs: 0,
-    informerChanges: 0,
-    informerSpliced: 0,
-  };
+  const stats = emptyStats();
   const epochs = run.epochs ?? [];
   const histories = [
     { truth: new Truth(run.truth), startedAt: Number.NEGATIVE_INFINITY, settledAt: Number.NEGATIVE_INFINITY },

@@ -54,18 +54,16 @@ export interface InformerStats {
 /** Reported per informer at most; the first ones say what went wrong. */
 const MAX_VIOLATIONS = 20;
 
+function emptyInformerStats(informers: number): InformerStats {
+  return { informers, syncsChecked: 0, changes: 0, snapshots: 0, splicedSyncs: 0 };
+}
+
 export function checkInformers(
   truth: Truth,
   records: readonly InformerRecord[],
 ): { violations: InformerViolation[]; stats: InformerStats } {
   const violations: InformerViolation[] = [];
-  const stats: InformerStats = {
-    informers: records.length,
-    syncsChecked: 0,
-    changes: 0,
-    snapshots: 0,
-    splicedSyncs: 0,
-  };
+  const stats = emptyInformerStats(records.length);
   for (const record of records) checkOne(truth, record, violations, stats);
   return { violations, stats };
 }
@@ -212,13 +210,7 @@ export function checkInformersAcrossHistories(
   graceMs: number,
 ): { violations: InformerViolation[]; stats: InformerStats } {
   const violations: InformerViolation[] = [];
-  const stats: InformerStats = {
-    informers: records.length,
-    syncsChecked: 0,
-    changes: 0,
-    snapshots: 0,
-    splicedSyncs: 0,
-  };
+  const stats = emptyInformerStats(records.length);
   for (const record of records) {
     const refs = [`informer:${record.name}`];
     let reported = 0;
